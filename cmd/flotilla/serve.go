@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flotilla-registry/flotilla/blobstore"
+	"github.com/flotilla-registry/flotilla/consensus"
+	"github.com/flotilla-registry/flotilla/internal/auth"
+	"github.com/flotilla-registry/flotilla/internal/config"
+	"github.com/flotilla-registry/flotilla/internal/htpasswd"
+	"github.com/flotilla-registry/flotilla/internal/logging"
+	"github.com/flotilla-registry/flotilla/internal/upload"
+	"github.com/flotilla-registry/flotilla/node"
+)
+
+// Limits of the API listener.
+const (
+	maxHeaderBytes    = 64 << 10
+	readHeaderTimeout = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	// defaultDrain is how long a stopping node waits for requests in
+	// flight when http.draintimeout is not set.
+	defaultDrain = 30 * time.Second
+	// leaderWait bounds the wait for the first leader at start.
+	leaderWait = 60 * time.Second
+	// htpasswdPoll is how often the htpasswd file is checked for changes.
+	htpasswdPoll = 5 * time.Second
+	// uploadMaxAge is how long an untouched upload session lives, the
+	// same week as registry:2's upload purging.
+	uploadMaxAge = 7 * 24 * time.Hour
+	// uploadSweep is how often the leader looks for expired sessions.
+	uploadSweep = time.Hour
+)
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: flotilla serve [CONFIG]")
+		fmt.Fprintln(stderr, "Runs one registry node from a registry:2-style config.yml, REGISTRY_* environment variables, or both.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return 2
+	}
+	path := fs.Arg(0)
+	if path == "" {
+		path = os.Getenv(config.EnvConfigPath)
+	}
+	cfg, warnings, err := config.Load(path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "flotilla: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	logger, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Formatter)
+	if err != nil {
+		fmt.Fprintf(stderr, "flotilla: %v\n", err)
+		return 1
+	}
+	for _, w := range warnings {
+		logger.Warn("configuration key ignored", "key", w.Key, "reason", w.Message)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, logger); err != nil {
+		logger.Error("node stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs a node until ctx ends, then stops it gracefully.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	logger.Info("node starting", "config", cfg)
+	store, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	nodeID, err := nodeID(cfg)
+	if err != nil {
+		return err
+	}
+	rn, err := consensus.Open(consensus.Config{NodeID: nodeID, DataDir: cfg.Cluster.DataDir, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer rn.Shutdown()
+	logger = logger.With("node_id", nodeID)
+
+	adminToken, err := loadAdminToken(cfg.Cluster.DataDir)
+	if err != nil {
+		return err
+	}
+	var authn *auth.Authenticator
+	realm := ""
+	if h := cfg.Auth.Htpasswd; h != nil {
+		realm = h.Realm
+		authn, err = startUsers(ctx, rn, h.Path, logger)
+		if err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("authentication is off: every client can push and pull; set auth.htpasswd to require a login")
+	}
+
+	srv := node.New(node.Options{
+		Raft:            rn,
+		Store:           store,
+		Uploads:         upload.New(store, logger),
+		Auth:            authn,
+		Realm:           realm,
+		AdminToken:      adminToken,
+		DeleteEnabled:   cfg.Storage.Delete.Enabled,
+		MaxManifestSize: cfg.HTTP.MaxManifestSize,
+		ExternalURL:     externalURL(cfg),
+		StaleReads:      cfg.Cluster.Reads == config.ReadsStale,
+		Logger:          logger,
+	})
+	go srv.RunUploadExpiry(ctx, uploadMaxAge, uploadSweep)
+	return listen(ctx, cfg, srv, logger)
+}
+
+func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (blobstore.Store, error) {
+	switch cfg.Storage.Driver {
+	case config.DriverS3:
+		s := cfg.Storage.S3
+		return blobstore.NewS3(ctx, blobstore.S3Config{
+			Endpoint:       s.RegionEndpoint,
+			Region:         s.Region,
+			Bucket:         s.Bucket,
+			AccessKey:      s.AccessKey,
+			SecretKey:      s.SecretKey,
+			Secure:         s.Secure,
+			SkipVerify:     s.SkipVerify,
+			ForcePathStyle: s.ForcePathStyle,
+			RootDirectory:  s.RootDirectory,
+		}, logger)
+	default:
+		return blobstore.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
+	}
+}
+
+// nodeID returns the configured Raft id, or the one stored in the data
+// folder, or a new one derived from the host name and stored there, so a
+// restarted node keeps its identity.
+func nodeID(cfg *config.Config) (string, error) {
+	if cfg.Cluster.NodeID != "" {
+		return cfg.Cluster.NodeID, nil
+	}
+	path := filepath.Join(cfg.Cluster.DataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node"
+	}
+	id := host + "-" + randomHex(4)
+	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data folder: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("store node id: %w", err)
+	}
+	return id, nil
+}
+
+// loadAdminToken returns the node's local admin credential from
+// DATADIR/admin-token, creating it with mode 0600 on first start.
+func loadAdminToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	token := randomHex(32)
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return token, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startUsers imports the htpasswd file into the replicated user set, keeps
+// it in sync while the node runs, and returns the authenticator. A
+// malformed file stops the start.
+func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *slog.Logger) (*auth.Authenticator, error) {
+	file, err := htpasswd.Load(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("htpasswd file %s not found: create it with `flotilla htpasswd -Bbn USER PASSWORD > %s`", path, path)
+		}
+		return nil, err
+	}
+	if err := waitLeader(ctx, rn); err != nil {
+		return nil, err
+	}
+	if err := syncUsers(ctx, rn, file, path, logger); err != nil {
+		return nil, err
+	}
+	go htpasswd.Watch(ctx, path, htpasswdPoll, logger, func(f *htpasswd.File) error {
+		return syncUsers(ctx, rn, f, path, logger)
+	})
+	lookup := func(name string) (auth.User, bool) {
+		u, ok := rn.State().User(name)
+		if !ok {
+			return auth.User{}, false
+		}
+		return auth.User{Name: u.Name, Hash: u.Hash, Admin: u.Admin, Version: u.ModifyIndex}, true
+	}
+	return auth.New(lookup, auth.Options{Logger: logger}), nil
+}
+
+func syncUsers(ctx context.Context, rn *consensus.Node, f *htpasswd.File, path string, logger *slog.Logger) error {
+	f.LogRejected(logger, path)
+	users := make([]consensus.User, 0, len(f.Entries))
+	for _, e := range f.Entries {
+		users = append(users, consensus.User{Name: e.User, Hash: e.Hash})
+	}
+	ctx, cancel := context.WithTimeout(ctx, node.DefaultRequestTimeout)
+	defer cancel()
+	res, err := rn.Apply(ctx, &consensus.Command{Op: consensus.OpUsersSyncFile, Users: users})
+	if err != nil {
+		return fmt.Errorf("import htpasswd users: %w", err)
+	}
+	logger.Info("htpasswd users imported", "path", path, "users", len(users),
+		"rejected", len(f.Rejected), "removed", res.Deleted)
+	return nil
+}
+
+func waitLeader(ctx context.Context, rn *consensus.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	for {
+		if addr, _ := rn.Leader(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no raft leader after %s: %w", leaderWait, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func externalURL(cfg *config.Config) string {
+	if cfg.HTTP.RelativeURLs {
+		return ""
+	}
+	return cfg.HTTP.Host
+}
+
+// listen serves the API until ctx ends, then drains requests in flight.
+func listen(ctx context.Context, cfg *config.Config, srv *node.Server, logger *slog.Logger) error {
+	hs := &http.Server{
+		Addr:              cfg.HTTP.Addr,
+		Handler:           srv.Handler(),
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	tlsOn := cfg.HTTP.TLS.Enabled()
+	if tlsOn {
+		tc, err := tlsConfig(cfg.HTTP.TLS)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		hs.TLSConfig = tc
+	} else {
+		logger.Warn("TLS is off: set http.tls.certificate and http.tls.key to serve HTTPS")
+	}
+	srv.SetReady(true)
+	errc := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	logger.Info("node listening", "addr", ln.Addr().String(), "tls", tlsOn)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("node stopping: draining requests in flight")
+	srv.SetReady(false)
+	drain := cfg.HTTP.DrainTimeout
+	if drain <= 0 {
+		drain = defaultDrain
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("drain ended before every request finished", "err", err)
+	}
+	logger.Info("node stopped")
+	return nil
+}
+
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Certificate, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", t.Certificate, t.Key, err)
+	}
+	min := uint16(tls.VersionTLS12)
+	if t.MinimumTLS == "tls1.3" {
+		min = tls.VersionTLS13
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}, nil
+}

@@ -1,0 +1,363 @@
+package consensus
+
+import (
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// apply changes the state for one command at the given Raft index. It
+// returns application errors in the Result and panics only for a command
+// this version cannot interpret, because skipping it would let this node's
+// state diverge from its peers'.
+func (s *State) apply(c *Command, index uint64) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if c.ID != "" {
+		if r, ok := s.results[c.ID]; ok {
+			return r
+		}
+	}
+	r := s.applyLocked(c, index)
+	if r.Code == codeOK {
+		r.Index = index
+	}
+	if c.ID != "" {
+		s.remember(c.ID, r)
+	}
+	return r
+}
+
+func (s *State) remember(id string, r Result) {
+	if len(s.resultOrder) < dedupeCapacity {
+		s.resultOrder = append(s.resultOrder, id)
+	} else {
+		delete(s.results, s.resultOrder[s.resultNext])
+		s.resultOrder[s.resultNext] = id
+		s.resultNext = (s.resultNext + 1) % dedupeCapacity
+	}
+	s.results[id] = r
+}
+
+func (s *State) applyLocked(c *Command, index uint64) Result {
+	switch c.Op {
+	case OpBlobCommit:
+		return s.blobCommit(c, index)
+	case OpBlobMount:
+		return s.blobMount(c, index)
+	case OpBlobUnlink:
+		return s.blobUnlink(c)
+	case OpManifestPut:
+		return s.manifestPut(c, index)
+	case OpManifestDelete:
+		return s.manifestDelete(c)
+	case OpTagDelete:
+		return s.tagDelete(c)
+	case OpUploadCreate:
+		return s.uploadCreate(c, index)
+	case OpUploadUpdate:
+		return s.uploadUpdate(c, index)
+	case OpUploadDelete:
+		return s.uploadDelete(c)
+	case OpUserCreate:
+		return s.userCreate(c, index)
+	case OpUserPassword:
+		return s.userPassword(c, index)
+	case OpUserDelete:
+		return s.userDelete(c)
+	case OpUsersSyncFile:
+		return s.usersSyncFile(c, index)
+	default:
+		panic(fmt.Sprintf("consensus: unknown command op %q at index %d", c.Op, index))
+	}
+}
+
+func (s *State) repoForWrite(name string) *repository {
+	r, ok := s.repos[name]
+	if !ok {
+		r = newRepository(name)
+		s.repos[name] = r
+		s.repoNames.ReplaceOrInsert(name)
+	}
+	return r
+}
+
+func (s *State) dropIfEmpty(r *repository) {
+	if r.empty() {
+		delete(s.repos, r.name)
+		s.repoNames.Delete(r.name)
+	}
+}
+
+func (s *State) blobCommit(c *Command, index uint64) Result {
+	if c.Blob == nil {
+		return fail(codeBlobUnknown, "commit without blob")
+	}
+	if c.UploadID != "" {
+		u, ok := s.uploads[c.UploadID]
+		if !ok || u.Repo != c.Repo {
+			return fail(codeUploadUnknown, "%s", c.UploadID)
+		}
+		delete(s.uploads, c.UploadID)
+	}
+	b, ok := s.blobs[c.Blob.Digest]
+	if !ok {
+		nb := *c.Blob
+		nb.CreateIndex = index
+		b = &nb
+		s.blobs[b.Digest] = b
+	}
+	r := s.repoForWrite(c.Repo)
+	if _, linked := r.blobs[b.Digest]; !linked {
+		r.blobs[b.Digest] = index
+	}
+	out := *b
+	return Result{Blob: &out}
+}
+
+func (s *State) blobMount(c *Command, index uint64) Result {
+	from, ok := s.repos[c.From]
+	if !ok {
+		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+	}
+	if _, linked := from.blobs[c.Digest]; !linked {
+		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+	}
+	b := s.blobs[c.Digest]
+	r := s.repoForWrite(c.Repo)
+	if _, linked := r.blobs[c.Digest]; !linked {
+		r.blobs[c.Digest] = index
+	}
+	out := *b
+	return Result{Blob: &out}
+}
+
+func (s *State) blobUnlink(c *Command) Result {
+	r, ok := s.repos[c.Repo]
+	if !ok {
+		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	if _, linked := r.blobs[c.Digest]; !linked {
+		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	delete(r.blobs, c.Digest)
+	s.dropIfEmpty(r)
+	return Result{}
+}
+
+func (s *State) manifestPut(c *Command, index uint64) Result {
+	m := c.Manifest
+	if m == nil {
+		return fail(codeManifestUnknown, "put without manifest")
+	}
+	r, ok := s.repos[c.Repo]
+	if !ok && (len(m.Blobs) > 0 || len(m.Children) > 0) {
+		return fail(codeManifestBlobUnknown, "%s", firstOf(m.Blobs, m.Children))
+	}
+	for _, d := range m.Blobs {
+		if _, linked := r.blobs[d]; !linked {
+			return fail(codeManifestBlobUnknown, "blob %s", d)
+		}
+	}
+	for _, d := range m.Children {
+		if _, present := r.manifests[d]; !present {
+			return fail(codeManifestBlobUnknown, "manifest %s", d)
+		}
+	}
+	r = s.repoForWrite(c.Repo)
+	stored := *m
+	stored.ModifyIndex = index
+	stored.CreateIndex = index
+	if old, exists := r.manifests[m.Digest]; exists {
+		stored.CreateIndex = old.CreateIndex
+	}
+	r.manifests[m.Digest] = &stored
+	if m.Subject != "" {
+		refs, ok := r.referrers[m.Subject]
+		if !ok {
+			refs = make(map[digest.Digest]struct{})
+			r.referrers[m.Subject] = refs
+		}
+		refs[m.Digest] = struct{}{}
+	}
+	if c.Tag != "" {
+		if _, exists := r.tags[c.Tag]; !exists {
+			r.tagNames.ReplaceOrInsert(c.Tag)
+		}
+		r.tags[c.Tag] = m.Digest
+	}
+	return Result{}
+}
+
+func firstOf(lists ...[]digest.Digest) digest.Digest {
+	for _, l := range lists {
+		if len(l) > 0 {
+			return l[0]
+		}
+	}
+	return ""
+}
+
+func (s *State) manifestDelete(c *Command) Result {
+	r, ok := s.repos[c.Repo]
+	if !ok {
+		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	m, ok := r.manifests[c.Digest]
+	if !ok {
+		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	delete(r.manifests, c.Digest)
+	deleted := 0
+	for tag, d := range r.tags {
+		if d == c.Digest {
+			delete(r.tags, tag)
+			r.tagNames.Delete(tag)
+			deleted++
+		}
+	}
+	if m.Subject != "" {
+		if refs, ok := r.referrers[m.Subject]; ok {
+			delete(refs, m.Digest)
+			if len(refs) == 0 {
+				delete(r.referrers, m.Subject)
+			}
+		}
+	}
+	s.dropIfEmpty(r)
+	return Result{Deleted: deleted}
+}
+
+func (s *State) tagDelete(c *Command) Result {
+	r, ok := s.repos[c.Repo]
+	if !ok {
+		return fail(codeTagUnknown, "%s in %s", c.Tag, c.Repo)
+	}
+	if _, ok := r.tags[c.Tag]; !ok {
+		return fail(codeTagUnknown, "%s in %s", c.Tag, c.Repo)
+	}
+	delete(r.tags, c.Tag)
+	r.tagNames.Delete(c.Tag)
+	s.dropIfEmpty(r)
+	return Result{}
+}
+
+func (s *State) uploadCreate(c *Command, index uint64) Result {
+	if c.Upload == nil {
+		return fail(codeUploadUnknown, "create without session")
+	}
+	if _, exists := s.uploads[c.Upload.ID]; exists {
+		return fail(codeUploadConflict, "%s exists", c.Upload.ID)
+	}
+	u := *c.Upload
+	u.CreateIndex, u.ModifyIndex = index, index
+	s.uploads[u.ID] = &u
+	return Result{}
+}
+
+func (s *State) uploadUpdate(c *Command, index uint64) Result {
+	if c.Upload == nil {
+		return fail(codeUploadUnknown, "update without session")
+	}
+	old, ok := s.uploads[c.Upload.ID]
+	if !ok || old.Repo != c.Upload.Repo {
+		return fail(codeUploadUnknown, "%s", c.Upload.ID)
+	}
+	if old.Offset != c.ExpectOffset {
+		return fail(codeUploadConflict, "%s at offset %d, expected %d", old.ID, old.Offset, c.ExpectOffset)
+	}
+	u := *c.Upload
+	u.Started = old.Started
+	u.CreateIndex, u.ModifyIndex = old.CreateIndex, index
+	s.uploads[u.ID] = &u
+	return Result{}
+}
+
+func (s *State) uploadDelete(c *Command) Result {
+	u, ok := s.uploads[c.UploadID]
+	if !ok || (c.Repo != "" && u.Repo != c.Repo) {
+		return fail(codeUploadUnknown, "%s", c.UploadID)
+	}
+	delete(s.uploads, c.UploadID)
+	return Result{}
+}
+
+func (s *State) userCreate(c *Command, index uint64) Result {
+	if c.User == nil {
+		return fail(codeUserUnknown, "create without user")
+	}
+	if old, ok := s.users[c.User.Name]; ok {
+		if old.Source == SourceFile {
+			return fail(codeUserFileManaged, "%s", old.Name)
+		}
+		return fail(codeUserExists, "%s", old.Name)
+	}
+	u := *c.User
+	u.Source = SourceAPI
+	u.ModifyIndex = index
+	s.users[u.Name] = &u
+	return Result{}
+}
+
+func (s *State) userPassword(c *Command, index uint64) Result {
+	if c.User == nil {
+		return fail(codeUserUnknown, "password change without user")
+	}
+	old, ok := s.users[c.User.Name]
+	if !ok {
+		return fail(codeUserUnknown, "%s", c.User.Name)
+	}
+	if old.Source == SourceFile {
+		return fail(codeUserFileManaged, "%s", old.Name)
+	}
+	u := *old
+	u.Hash = c.User.Hash
+	u.ModifyIndex = index
+	s.users[u.Name] = &u
+	return Result{}
+}
+
+func (s *State) userDelete(c *Command) Result {
+	if c.User == nil {
+		return fail(codeUserUnknown, "delete without user")
+	}
+	old, ok := s.users[c.User.Name]
+	if !ok {
+		return fail(codeUserUnknown, "%s", c.User.Name)
+	}
+	if old.Source == SourceFile {
+		return fail(codeUserFileManaged, "%s", old.Name)
+	}
+	delete(s.users, old.Name)
+	return Result{}
+}
+
+// usersSyncFile makes the file-managed users equal to c.Users. A user of
+// the file replaces an API-managed user of the same name, because the file
+// is the configured source of truth. Unchanged users keep their
+// ModifyIndex, so their cached logins stay valid.
+func (s *State) usersSyncFile(c *Command, index uint64) Result {
+	want := make(map[string]User, len(c.Users))
+	for _, u := range c.Users {
+		want[u.Name] = u
+	}
+	deleted := 0
+	for name, u := range s.users {
+		if _, keep := want[name]; !keep && u.Source == SourceFile {
+			delete(s.users, name)
+			deleted++
+		}
+	}
+	for name, u := range want {
+		old, ok := s.users[name]
+		if ok && old.Source == SourceFile && old.Hash == u.Hash && old.Admin == u.Admin {
+			continue
+		}
+		nu := u
+		nu.Source = SourceFile
+		nu.ModifyIndex = index
+		s.users[name] = &nu
+	}
+	return Result{Deleted: deleted}
+}

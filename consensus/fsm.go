@@ -1,0 +1,214 @@
+package consensus
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"github.com/opencontainers/go-digest"
+)
+
+// snapshotVersion is written in the first record of every snapshot.
+const snapshotVersion = 1
+
+// FSM is the raft.FSM over a State.
+type FSM struct {
+	state *State
+}
+
+// NewFSM returns a state machine over an empty state.
+func NewFSM() *FSM { return &FSM{state: NewState()} }
+
+// State returns the state. Restore swaps its content in place, so the
+// pointer stays valid for the life of the FSM.
+func (f *FSM) State() *State {
+	return f.state
+}
+
+// Apply decodes and applies one log entry. It returns a Result.
+func (f *FSM) Apply(l *raft.Log) any {
+	c, err := DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: entry %d: %v", l.Index, err))
+	}
+	return f.state.apply(c, l.Index)
+}
+
+// snapshotRecord is one line of a snapshot: exactly one field is set.
+type snapshotRecord struct {
+	Version  int               `json:"version,omitempty"`
+	Blob     *Blob             `json:"blob,omitempty"`
+	Repo     *repositoryRecord `json:"repo,omitempty"`
+	Manifest *manifestRecord   `json:"manifest,omitempty"`
+	Upload   *Upload           `json:"upload,omitempty"`
+	User     *User             `json:"user,omitempty"`
+	Result   *resultRecord     `json:"result,omitempty"`
+}
+
+type repositoryRecord struct {
+	Name  string                   `json:"name"`
+	Tags  map[string]digest.Digest `json:"tags,omitempty"`
+	Blobs map[digest.Digest]uint64 `json:"blobs,omitempty"`
+}
+
+type manifestRecord struct {
+	Repo     string    `json:"repo"`
+	Manifest *Manifest `json:"manifest"`
+}
+
+type resultRecord struct {
+	ID     string `json:"id"`
+	Result Result `json:"result"`
+}
+
+// Snapshot copies the maps of the state; the values they point to are
+// never changed in place, so the copy stays consistent while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	s := f.state
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+
+	snap := &fsmSnapshot{}
+	for _, b := range s.blobs {
+		snap.records = append(snap.records, snapshotRecord{Blob: b})
+	}
+	for _, r := range s.repos {
+		rec := &repositoryRecord{
+			Name:  r.name,
+			Tags:  make(map[string]digest.Digest, len(r.tags)),
+			Blobs: make(map[digest.Digest]uint64, len(r.blobs)),
+		}
+		for k, v := range r.tags {
+			rec.Tags[k] = v
+		}
+		for k, v := range r.blobs {
+			rec.Blobs[k] = v
+		}
+		snap.records = append(snap.records, snapshotRecord{Repo: rec})
+		for _, m := range r.manifests {
+			snap.records = append(snap.records, snapshotRecord{Manifest: &manifestRecord{Repo: r.name, Manifest: m}})
+		}
+	}
+	for _, u := range s.uploads {
+		snap.records = append(snap.records, snapshotRecord{Upload: u})
+	}
+	for _, u := range s.users {
+		snap.records = append(snap.records, snapshotRecord{User: u})
+	}
+	for i := range s.resultOrder {
+		id := s.resultOrder[(s.resultNext+i)%len(s.resultOrder)]
+		snap.records = append(snap.records, snapshotRecord{Result: &resultRecord{ID: id, Result: s.results[id]}})
+	}
+	return snap, nil
+}
+
+type fsmSnapshot struct {
+	records []snapshotRecord
+}
+
+// Persist writes one JSON record per line, the version first.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriterSize(sink, 1<<20)
+	enc := json.NewEncoder(w)
+	err := enc.Encode(snapshotRecord{Version: snapshotVersion})
+	for i := 0; err == nil && i < len(s.records); i++ {
+		err = enc.Encode(&s.records[i])
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release is a no-op: the snapshot holds no resources.
+func (s *fsmSnapshot) Release() {}
+
+// Restore builds a fresh state from a snapshot and swaps it in.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.state.swap(st)
+	return nil
+}
+
+func readSnapshot(r io.Reader) (*State, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+	var head snapshotRecord
+	if err := dec.Decode(&head); err != nil {
+		return nil, fmt.Errorf("restore snapshot: read header: %w", err)
+	}
+	if head.Version != snapshotVersion {
+		return nil, fmt.Errorf("restore snapshot: unknown version %d", head.Version)
+	}
+	st := NewState()
+	for {
+		var rec snapshotRecord
+		err := dec.Decode(&rec)
+		if errors.Is(err, io.EOF) {
+			return st, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("restore snapshot: %w", err)
+		}
+		st.restoreRecord(&rec)
+	}
+}
+
+func (s *State) restoreRecord(rec *snapshotRecord) {
+	switch {
+	case rec.Blob != nil:
+		s.blobs[rec.Blob.Digest] = rec.Blob
+	case rec.Repo != nil:
+		r := s.repoForWrite(rec.Repo.Name)
+		for tag, d := range rec.Repo.Tags {
+			r.tags[tag] = d
+			r.tagNames.ReplaceOrInsert(tag)
+		}
+		for d, idx := range rec.Repo.Blobs {
+			r.blobs[d] = idx
+		}
+	case rec.Manifest != nil:
+		r := s.repoForWrite(rec.Manifest.Repo)
+		m := rec.Manifest.Manifest
+		r.manifests[m.Digest] = m
+		if m.Subject != "" {
+			refs, ok := r.referrers[m.Subject]
+			if !ok {
+				refs = make(map[digest.Digest]struct{})
+				r.referrers[m.Subject] = refs
+			}
+			refs[m.Digest] = struct{}{}
+		}
+	case rec.Upload != nil:
+		s.uploads[rec.Upload.ID] = rec.Upload
+	case rec.User != nil:
+		s.users[rec.User.Name] = rec.User
+	case rec.Result != nil:
+		s.remember(rec.Result.ID, rec.Result.Result)
+	}
+}
+
+// swap replaces the content of s with that of fresh, under s's lock, so
+// readers holding s see either the old or the new state.
+func (s *State) swap(fresh *State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos = fresh.repos
+	s.repoNames = fresh.repoNames
+	s.blobs = fresh.blobs
+	s.uploads = fresh.uploads
+	s.users = fresh.users
+	s.results = fresh.results
+	s.resultOrder = fresh.resultOrder
+	s.resultNext = fresh.resultNext
+}

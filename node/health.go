@@ -1,0 +1,28 @@
+package node
+
+import (
+	"net/http"
+)
+
+// handleHealthz answers 200 while the process serves HTTP.
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
+}
+
+// handleReadyz answers 200 when the node knows a leader and has applied
+// every committed entry, so a load balancer sends it traffic.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		_ = writeBody(w, r, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("stopping\n"))
+		return
+	}
+	if addr, _ := s.raft.Leader(); addr == "" {
+		_ = writeBody(w, r, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("no leader\n"))
+		return
+	}
+	if !s.raft.CaughtUp() {
+		_ = writeBody(w, r, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("catching up\n"))
+		return
+	}
+	_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
+}
