@@ -28,7 +28,7 @@ var s3Operations = []string{
 	opUploadPart, opCompleteMultipart, opAbortMultipart, opHeadBucket, opOther,
 }
 
-// requestCounts holds one counter per operation. The map is filled once and
+// requestCounts contains one counter per operation. The map is filled once and
 // only read afterwards, so it needs no lock.
 type requestCounts struct {
 	byOp map[string]*atomic.Int64

@@ -139,11 +139,11 @@ func (s *Server) handleUserDelete(w http.ResponseWriter, r *http.Request) error 
 
 func checkUserName(name string) error {
 	if name == "" || len(name) > 255 || strings.ContainsAny(name, ": \t\r\n") {
-		return apiErr(CodeUserUnknown, "user name must be 1 to 255 characters without ':' or whitespace")
+		return apiErr(CodeUserInvalid, "user name must be 1 to 255 characters without ':' or whitespace")
 	}
 	for _, c := range name {
 		if c < 0x20 || c == 0x7f {
-			return apiErr(CodeUserUnknown, "user name contains a control character")
+			return apiErr(CodeUserInvalid, "user name contains a control character")
 		}
 	}
 	return nil

@@ -39,6 +39,7 @@ const (
 	CodeUnknown                 ErrorCode = "UNKNOWN"
 	CodeUserExists              ErrorCode = "USER_EXISTS"
 	CodeUserUnknown             ErrorCode = "USER_UNKNOWN"
+	CodeUserInvalid             ErrorCode = "USER_INVALID"
 	CodePasswordInvalid         ErrorCode = "PASSWORD_INVALID"
 )
 
@@ -65,6 +66,7 @@ var codeStatus = map[ErrorCode]int{
 	CodeUnknown:                 http.StatusInternalServerError,
 	CodeUserExists:              http.StatusConflict,
 	CodeUserUnknown:             http.StatusNotFound,
+	CodeUserInvalid:             http.StatusBadRequest,
 	CodePasswordInvalid:         http.StatusBadRequest,
 }
 

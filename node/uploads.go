@@ -178,6 +178,7 @@ func (s *Server) handleUploadPatch(w http.ResponseWriter, r *http.Request) error
 	if err := s.saveSession(r.Context(), u, next); err != nil {
 		return err
 	}
+	s.uploads.Release(r.Context(), st, next)
 	writeUploadStatus(w, s.uploadPath(u.Repo, u.ID), u.ID, next.Offset, http.StatusAccepted)
 	return nil
 }

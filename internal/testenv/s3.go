@@ -34,7 +34,7 @@ const (
 type S3Server struct {
 	// Endpoint is host:port of the server.
 	Endpoint string
-	// Secure is true when the server speaks TLS; CACertFile then holds the
+	// Secure is true when the server speaks TLS. CACertFile is then the
 	// self-signed certificate to trust.
 	Secure     bool
 	CACertFile string
@@ -42,7 +42,7 @@ type S3Server struct {
 	Bucket     string
 	AccessKey  string
 	SecretKey  string
-	// Root is the folder that holds the buckets.
+	// Root is the folder that contains the buckets.
 	Root string
 
 	proc *s3Process
@@ -188,7 +188,7 @@ func makeBucket(t testing.TB, srv S3Server) {
 func waitForS3(srv S3Server, proc *s3Process) error {
 	client := &http.Client{Timeout: time.Second}
 	if srv.Secure {
-		// Only liveness is checked here; the tests check the certificate.
+		// This check is for liveness only. The tests check the certificate.
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	}
 	deadline := time.Now().Add(s3StartTimeout)

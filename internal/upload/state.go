@@ -21,10 +21,10 @@ type State struct {
 	// Key is the base key of the session's objects, such as
 	// "blobs/<upload id>".
 	Key string `json:"key"`
-	// Object is the key of the multipart upload's target; it is set
-	// together with MultipartID.
+	// Object is the key of the multipart upload's target, set together
+	// with MultipartID.
 	Object string `json:"object,omitempty"`
-	// MultipartID is the multipart upload id; "" until the first part is
+	// MultipartID is the multipart upload id, "" until the first part is
 	// flushed.
 	MultipartID string `json:"multipart_id,omitempty"`
 	// Parts are the flushed parts, numbered from 1.
@@ -34,8 +34,8 @@ type State struct {
 	// Hash is the SHA-256 state of the Offset bytes received, from the
 	// encoding.BinaryMarshaler of crypto/sha256.
 	Hash []byte `json:"hash,omitempty"`
-	// TailKey is the object that holds the bytes received after the last
-	// part; "" when Tail is 0.
+	// TailKey is the object that contains the bytes received after the
+	// last part, "" when Tail is 0.
 	TailKey string `json:"tail_key,omitempty"`
 	// Tail is the size of the TailKey object.
 	Tail int64 `json:"tail,omitempty"`

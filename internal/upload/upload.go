@@ -12,15 +12,16 @@
 //
 // Store requests per session, with P the part size and N the blob size:
 //
-//   - N < P, pushed as one PATCH and an empty PUT, or as one monolithic
+//   - N ≤ P, pushed as one PATCH and an empty PUT, or as one monolithic
 //     PUT: 1 Put. The tail object is the finished blob, and no copy is made.
-//   - N ≥ P in one PATCH: 1 CreateMultipart, about N/P UploadParts, 1 Put of
+//   - N > P in one PATCH: 1 CreateMultipart, about N/P UploadParts, 1 Put of
 //     the tail, then at Finish 1 Open of the tail, 1 UploadPart, 1
 //     CompleteMultipart and 1 Delete. A tail of at least
 //     blobstore.MinPartSize is sent as a part instead, which saves the
 //     Put, the Open and the Delete.
-//   - Each further Append with data: 1 Open of the previous tail and 1
-//     Delete of it after the new tail is written.
+//   - Each further Append with data: 1 Open of the previous tail (if any),
+//     1 Put of the new tail and 1 Delete of the previous one, plus the
+//     parts it fills.
 //
 // Digests other than SHA-256 cost one read of the finished blob.
 package upload
@@ -136,9 +137,12 @@ func (e *Engine) Start(key string) State {
 }
 
 // Append streams r to the store and returns the State after it. On error
-// the returned State is st unchanged and the session can continue from it,
-// unless the error wraps ErrInvalidState or blobstore.ErrNotFound. An
-// empty r sends no request.
+// it returns st unchanged. After a failed read of r or an unavailable store
+// the session can continue from st. An empty r sends no request.
+//
+// Append keeps the objects of st, so the caller can still continue from st
+// when recording the new State fails. Once the new State is recorded, the
+// caller calls Release to delete what it replaced.
 func (e *Engine) Append(ctx context.Context, st State, r io.Reader) (State, error) {
 	if err := st.validate(); err != nil {
 		return st, err
@@ -160,14 +164,21 @@ func (e *Engine) Append(ctx context.Context, st State, r io.Reader) (State, erro
 		w.discardNew(ctx)
 		return st, err
 	}
-	e.deleteReplaced(ctx, st.TailKey, next.TailKey)
 	return next, nil
+}
+
+// Release deletes the tail object of old when next, the State that Append
+// returned, no longer uses it. A failure leaves an orphaned object behind
+// and is logged.
+func (e *Engine) Release(ctx context.Context, old, next State) {
+	e.deleteReplaced(ctx, old.TailKey, next.TailKey)
 }
 
 // Finish streams r, which may be empty, as the last data of the session,
 // writes the blob and checks it against want. SHA-256 comes from the saved
-// hash state; other algorithms read the finished blob back. On a mismatch
-// it deletes the session's objects and returns ErrDigestMismatch.
+// hash state, and other algorithms read the finished blob back. On a
+// mismatch it deletes the session's objects and returns ErrDigestMismatch.
+// An invalid or unsupported digest leaves the session unchanged.
 func (e *Engine) Finish(ctx context.Context, st State, r io.Reader, want digest.Digest) (Result, error) {
 	if err := checkDigest(want); err != nil {
 		return Result{}, err
@@ -335,6 +346,12 @@ func (e *Engine) deleteReplaced(ctx context.Context, old, current string) {
 
 // deleteObject removes an object that is no longer needed, also when ctx
 // has ended, and logs a failure.
+//
+// NOTE: objects can still be orphaned: after a failed delete, after a
+// write whose State the caller discarded, and for sessions that are never
+// finished or aborted. They all start with a session's base key, but
+// blobstore.Store cannot list keys, so removing them needs a collector
+// outside this package.
 func (e *Engine) deleteObject(ctx context.Context, key string) {
 	if key == "" {
 		return
@@ -342,7 +359,7 @@ func (e *Engine) deleteObject(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if err := e.store.Delete(ctx, key); err != nil {
-		e.logger.Warn("delete of an upload object failed; it stays as an orphan", "key", key, "err", err)
+		e.logger.Warn("upload object delete failed, object left as an orphan", "key", key, "err", err)
 	}
 }
 
@@ -356,7 +373,7 @@ func (e *Engine) abortMultipart(ctx context.Context, st State) {
 	defer cancel()
 	err := e.store.AbortMultipart(ctx, st.Object, st.MultipartID)
 	if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-		e.logger.Warn("abort of a multipart upload failed; its parts stay as orphans", "key", st.Object, "err", err)
+		e.logger.Warn("multipart upload abort failed, parts left as orphans", "key", st.Object, "err", err)
 	}
 }
 

@@ -521,8 +521,10 @@ func TestAbort(t *testing.T) {
 }
 
 // TestStaleState continues the same State twice, as a client retry or two
-// nodes racing would: the second writer must fail rather than change the
-// objects of the first.
+// nodes racing would. Before Release, a retry from the old State works,
+// because its commit may have been lost. After Release, the old State's
+// tail is gone and a second writer fails rather than change the objects
+// of the first.
 func TestStaleState(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		e := newEngine(b.open(t))
@@ -532,13 +534,17 @@ func TestStaleState(t *testing.T) {
 			t.Fatalf("Append: %v", err)
 		}
 		second := storetest.Data(9, 2000)
+		if _, err := e.Append(testContext(t), s0, strings.NewReader("lost commit")); err != nil {
+			t.Fatalf("retry from an unreleased state: %v", err)
+		}
 		s1, err := e.Append(testContext(t), s0, bytes.NewReader(second))
 		if err != nil {
 			t.Fatalf("Append: %v", err)
 		}
+		e.Release(testContext(t), s0, s1)
 		_, err = newEngine(b.open(t)).Append(testContext(t), s0, strings.NewReader("other data"))
 		if !errors.Is(err, blobstore.ErrNotFound) {
-			t.Errorf("Append from a replaced state: %v, want blobstore.ErrNotFound", err)
+			t.Errorf("Append from a released state: %v, want blobstore.ErrNotFound", err)
 		}
 		all := append(slices.Clone(first), second...)
 		res, err := e.Finish(testContext(t), s1, nil, digest.FromBytes(all))
