@@ -16,7 +16,7 @@ var repoPathRegexp = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(
 // came, because the grammar admits one spelling per repository: routing,
 // auth and storage all see the same string.
 func parseName(name string) (string, error) {
-	if len(name) > reference.NameTotalLengthMax {
+	if len(name) > reference.RepositoryNameTotalLengthMax {
 		return "", &Error{Code: CodeNameInvalid, Message: "repository name longer than 255 characters"}
 	}
 	if !repoPathRegexp.MatchString(name) {
