@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"github.com/opencontainers/go-digest"
@@ -17,6 +18,11 @@ const snapshotVersion = 1
 // FSM is the raft.FSM over a State.
 type FSM struct {
 	state *State
+	// applied is the index of the last entry the state machine has
+	// processed: a command, a configuration change or a restored
+	// snapshot. raft's own AppliedIndex counts entries handed to the FSM
+	// goroutine, which may not have processed them yet.
+	applied atomic.Uint64
 }
 
 // NewFSM returns a state machine over an empty state.
@@ -34,12 +40,27 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		panic(fmt.Sprintf("consensus: entry %d: %v", l.Index, err))
 	}
-	return f.state.apply(c, l.Index)
+	res := f.state.apply(c, l.Index)
+	f.applied.Store(l.Index)
+	return res
 }
+
+// StoreConfiguration implements raft.ConfigurationStore, so that
+// configuration entries advance the applied index too.
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.applied.Store(index)
+}
+
+// AppliedIndex returns the index of the last entry the state machine has
+// processed.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // snapshotRecord is one line of a snapshot: exactly one field is set.
 type snapshotRecord struct {
-	Version  int               `json:"version,omitempty"`
+	Version int `json:"version,omitempty"`
+	// Index is the applied index when the snapshot was taken, in the
+	// header record.
+	Index    uint64            `json:"index,omitempty"`
 	Blob     *Blob             `json:"blob,omitempty"`
 	Repo     *repositoryRecord `json:"repo,omitempty"`
 	Manifest *manifestRecord   `json:"manifest,omitempty"`
@@ -71,7 +92,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 
-	snap := &fsmSnapshot{}
+	snap := &fsmSnapshot{index: f.applied.Load()}
 	for _, b := range s.blobs {
 		snap.records = append(snap.records, snapshotRecord{Blob: b})
 	}
@@ -106,6 +127,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 type fsmSnapshot struct {
+	index   uint64
 	records []snapshotRecord
 }
 
@@ -113,7 +135,7 @@ type fsmSnapshot struct {
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, 1<<20)
 	enc := json.NewEncoder(w)
-	err := enc.Encode(snapshotRecord{Version: snapshotVersion})
+	err := enc.Encode(snapshotRecord{Version: snapshotVersion, Index: s.index})
 	for i := 0; err == nil && i < len(s.records); i++ {
 		err = enc.Encode(&s.records[i])
 	}
@@ -133,32 +155,33 @@ func (s *fsmSnapshot) Release() {}
 // Restore builds a fresh state from a snapshot and swaps it in.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	st, err := readSnapshot(rc)
+	st, index, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
 	f.state.swap(st)
+	f.applied.Store(index)
 	return nil
 }
 
-func readSnapshot(r io.Reader) (*State, error) {
+func readSnapshot(r io.Reader) (*State, uint64, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
 	var head snapshotRecord
 	if err := dec.Decode(&head); err != nil {
-		return nil, fmt.Errorf("restore snapshot: read header: %w", err)
+		return nil, 0, fmt.Errorf("restore snapshot: read header: %w", err)
 	}
 	if head.Version != snapshotVersion {
-		return nil, fmt.Errorf("restore snapshot: unknown version %d", head.Version)
+		return nil, 0, fmt.Errorf("restore snapshot: unknown version %d", head.Version)
 	}
 	st := NewState()
 	for {
 		var rec snapshotRecord
 		err := dec.Decode(&rec)
 		if errors.Is(err, io.EOF) {
-			return st, nil
+			return st, head.Index, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("restore snapshot: %w", err)
+			return nil, 0, fmt.Errorf("restore snapshot: %w", err)
 		}
 		st.restoreRecord(&rec)
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
@@ -28,7 +30,17 @@ type Config struct {
 	Bind string
 	// Advertise is the address peers dial; it defaults to Bind.
 	Advertise string
-	Logger    *slog.Logger
+	// Peers are the advertise addresses of the other nodes, used to
+	// bootstrap a new cluster or to join a running one.
+	Peers []string
+	// BootstrapExpect is how many nodes, this one included, must be
+	// reachable before a new cluster bootstraps. 0 or 1 with no peers
+	// bootstraps a cluster of one at once.
+	BootstrapExpect int
+	// TLS is the node's cluster identity. It is required for a
+	// network transport: node-to-node traffic is always mutual TLS.
+	TLS    TLSFiles
+	Logger *slog.Logger
 }
 
 // Timeouts tuned for a LAN: with heartbeat and election at 500 ms and a
@@ -50,6 +62,13 @@ type Node struct {
 	transport raft.Transport
 	logger    *slog.Logger
 	reads     *readBatcher
+
+	advertise       string
+	peers           []string
+	bootstrapExpect int
+	mux             *muxLayer
+	rpcServer       *http.Server
+	rpcClient       *http.Client
 
 	observations chan raft.Observation
 	observer     *raft.Observer
@@ -85,11 +104,22 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open raft snapshots %s: %w", cfg.DataDir, err)
 	}
 
-	addr, transport, err := newTransport(cfg, hc)
+	n := &Node{
+		id:              cfg.NodeID,
+		store:           store,
+		logger:          logger,
+		observations:    make(chan raft.Observation, 16),
+		stop:            make(chan struct{}),
+		peers:           cfg.Peers,
+		bootstrapExpect: cfg.BootstrapExpect,
+	}
+	addr, transport, err := n.newTransport(cfg, hc)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
+	n.transport = transport
+	n.advertise = string(addr)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -100,12 +130,15 @@ func Open(cfg Config) (*Node, error) {
 
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
+		n.closeTransport()
 		store.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	if !hasState {
+	single := len(cfg.Peers) == 0 && cfg.BootstrapExpect <= 1
+	if !hasState && single {
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: addr}}}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, transport, boot); err != nil {
+			n.closeTransport()
 			store.Close()
 			return nil, fmt.Errorf("bootstrap raft cluster: %w", err)
 		}
@@ -115,19 +148,12 @@ func Open(cfg Config) (*Node, error) {
 	fsm := NewFSM()
 	r, err := raft.NewRaft(rc, fsm, store, store, snaps, transport)
 	if err != nil {
+		n.closeTransport()
 		store.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	n := &Node{
-		id:           cfg.NodeID,
-		raft:         r,
-		fsm:          fsm,
-		store:        store,
-		transport:    transport,
-		logger:       logger,
-		observations: make(chan raft.Observation, 16),
-		stop:         make(chan struct{}),
-	}
+	n.raft = r
+	n.fsm = fsm
 	n.reads = newReadBatcher(n)
 	n.observer = raft.NewObserver(n.observations, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -136,18 +162,49 @@ func Open(cfg Config) (*Node, error) {
 	r.RegisterObserver(n.observer)
 	n.wg.Add(1)
 	go n.watchLeader()
-	logger.Info("raft node started", "addr", addr, "restored", hasState)
+	if n.mux != nil {
+		n.startRPC()
+	}
+	if !hasState && !single {
+		n.wg.Add(1)
+		go n.discover()
+	}
+	logger.Info("raft node started", "addr", addr, "restored", hasState, "peers", len(cfg.Peers))
 	return n, nil
 }
 
-func newTransport(cfg Config, hc interface{}) (raft.ServerAddress, raft.Transport, error) {
-	if cfg.Bind == "" {
+// newTransport returns the in-memory transport of a cluster of one, or the
+// mutual TLS network transport when the node has a cluster identity.
+func (n *Node) newTransport(cfg Config, hc hclog.Logger) (raft.ServerAddress, raft.Transport, error) {
+	if cfg.TLS.Certificate == "" {
+		if len(cfg.Peers) > 0 || cfg.BootstrapExpect > 1 {
+			return "", nil, errors.New("a cluster of several nodes needs cluster.tls.certificate, cluster.tls.key and cluster.tls.ca: node-to-node traffic is mutual TLS")
+		}
 		addr, t := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
 		return addr, t, nil
 	}
-	// TODO: replace the plain TCP transport with mutual TLS before a node
-	// accepts peers on a non-loopback address.
-	return "", nil, fmt.Errorf("raft bind address %q: node-to-node transport not available in this build", cfg.Bind)
+	advertise := cfg.Advertise
+	if advertise == "" {
+		advertise = cfg.Bind
+	}
+	mux, err := newMuxLayer(cfg.Bind, advertise, cfg.TLS, n.logger, n.isMember)
+	if err != nil {
+		return "", nil, err
+	}
+	n.mux = mux
+	t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  mux,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hc,
+	})
+	return raft.ServerAddress(advertise), t, nil
+}
+
+func (n *Node) closeTransport() {
+	if c, ok := n.transport.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
 }
 
 // watchLeader logs leader changes.
@@ -185,9 +242,12 @@ func (n *Node) Leader() (addr, id string) {
 func (n *Node) Stats() map[string]string { return n.raft.Stats() }
 
 // Apply proposes c and waits until it is applied or ctx ends. It fills in
-// c.ID and c.Time when they are empty. The error is either a replication
-// error (ErrNotLeader, ErrNoLeader, ErrShutdown, a context error) or the
-// application error carried by the result, such as ErrBlobUnknown.
+// c.ID and c.Time when they are empty. A follower forwards the encoded
+// command to the leader, and a failed attempt is retried with the same id
+// across leader changes until ctx ends; the id makes the retry apply once.
+// The error is either a replication error (ErrNotLeader, ErrNoLeader,
+// ErrShutdown, a context error) or the application error carried by the
+// result, such as ErrBlobUnknown.
 func (n *Node) Apply(ctx context.Context, c *Command) (Result, error) {
 	if c.ID == "" {
 		c.ID = uuid.NewString()
@@ -199,7 +259,49 @@ func (n *Node) Apply(ctx context.Context, c *Command) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	timeout := 10 * time.Second
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultApplyTimeout)
+		defer cancel()
+	}
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var res Result
+		if n.raft.State() == raft.Leader {
+			res, err = n.applyLocal(ctx, data)
+		} else {
+			res, err = n.forwardApply(ctx, data)
+		}
+		if err == nil {
+			return res, res.Err()
+		}
+		if !retryable(err) {
+			return Result{}, err
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			n.logger.Debug("raft apply retry", "op", string(c.Op), "command_id", c.ID, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case <-n.stop:
+			return Result{}, ErrShutdown
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 250*time.Millisecond)
+	}
+}
+
+// defaultApplyTimeout bounds Apply when ctx has no deadline.
+const defaultApplyTimeout = 10 * time.Second
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)
+}
+
+// applyLocal applies an encoded command on this node, which must lead.
+func (n *Node) applyLocal(ctx context.Context, data []byte) (Result, error) {
+	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 		if timeout <= 0 {
@@ -212,9 +314,22 @@ func (n *Node) Apply(ctx context.Context, c *Command) (Result, error) {
 	}
 	res, ok := f.Response().(Result)
 	if !ok {
-		return Result{}, fmt.Errorf("apply %s: unexpected response %T", c.Op, f.Response())
+		return Result{}, fmt.Errorf("apply: unexpected response %T", f.Response())
 	}
-	return res, res.Err()
+	return res, nil
+}
+
+// forwardApply sends an encoded command to the leader.
+func (n *Node) forwardApply(ctx context.Context, data []byte) (Result, error) {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return Result{}, ErrNoLeader
+	}
+	var res Result
+	if err := n.call(ctx, string(addr), rpcApply, data, &res); err != nil {
+		return Result{}, err
+	}
+	return res, nil
 }
 
 func waitFuture(ctx context.Context, f raft.Future) error {
@@ -243,11 +358,13 @@ func translateRaftError(err error) error {
 }
 
 // ReadBarrier returns once this node's state reflects every write that was
-// acknowledged before the call, or an error: ErrNotLeader when this node
-// does not lead, ErrNoLeader or a context error when leadership cannot be
-// confirmed in time. Concurrent callers share one leadership check.
+// acknowledged before the call, or an error: ErrNoLeader or a context
+// error when no leader can confirm a read index in time. Concurrent
+// callers share one confirmation: on the leader a quorum check, on a
+// follower one read-index request to the leader.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	return n.reads.wait(ctx)
+	_, err := n.reads.wait(ctx)
+	return err
 }
 
 // Snapshot forces a snapshot now, for tests and operators.
@@ -262,17 +379,35 @@ func (n *Node) Shutdown() error {
 		close(n.stop)
 		n.reads.close()
 		n.raft.DeregisterObserver(n.observer)
+		if n.rpcServer != nil {
+			_ = n.rpcServer.Close()
+		}
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
-		if c, ok := n.transport.(interface{ Close() error }); ok {
-			_ = c.Close()
-		}
+		n.closeTransport()
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}
 		n.logger.Info("raft node stopped")
 	})
 	return err
+}
+
+// lastStateEntry returns the index of the last entry at or below index
+// that the state machine processes (a command or a configuration change),
+// or 1 when the log holds none, such as after compaction into a snapshot
+// that the state machine has already restored.
+func (n *Node) lastStateEntry(index uint64) uint64 {
+	var l raft.Log
+	for i := index; i > 0 && index-i < 1024; i-- {
+		if err := n.store.GetLog(i, &l); err != nil {
+			return 1
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return 1
 }
 
 // CaughtUp reports whether this node has applied every entry it knows to

@@ -9,22 +9,28 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// readBatcher implements linearizable reads on the leader. hashicorp/raft
-// has no ReadIndex call, so a read records the commit index, confirms with
-// a quorum that this node still leads (VerifyLeader), and waits until the
-// applied index reaches the recorded one. All readers that arrive while a
-// confirmation is running share the next one, so the cost per read falls
-// as load grows.
+// readBatcher implements linearizable reads. hashicorp/raft has no
+// ReadIndex call, so on the leader a read records the commit index,
+// confirms with a quorum that this node still leads (VerifyLeader), and
+// waits until the applied index reaches the recorded one. A follower asks
+// the leader for such a read index and waits until its own applied index
+// reaches it. All readers that arrive while a confirmation runs share the
+// next one, so the cost per read falls as load grows.
 type readBatcher struct {
 	n       *Node
 	mu      sync.Mutex
-	waiting []chan error
+	waiting []chan readResult
 	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
 	// barrierTerm is the term in which a barrier last completed; only
 	// the loop goroutine uses it.
 	barrierTerm string
-	done        chan struct{}
-	wg          sync.WaitGroup
+}
+
+type readResult struct {
+	index uint64
+	err   error
 }
 
 func newReadBatcher(n *Node) *readBatcher {
@@ -34,8 +40,27 @@ func newReadBatcher(n *Node) *readBatcher {
 	return b
 }
 
-func (b *readBatcher) wait(ctx context.Context) error {
-	ch := make(chan error, 1)
+// wait returns the read index once this node has applied it. A failed
+// confirmation that a retry may cure (no leader yet, a leader change) is
+// retried until ctx ends.
+func (b *readBatcher) wait(ctx context.Context) (uint64, error) {
+	for {
+		idx, err := b.once(ctx)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: read index: %v", ErrNoLeader, err)
+		case <-b.done:
+			return 0, ErrShutdown
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (b *readBatcher) once(ctx context.Context) (uint64, error) {
+	ch := make(chan readResult, 1)
 	b.mu.Lock()
 	b.waiting = append(b.waiting, ch)
 	b.mu.Unlock()
@@ -44,12 +69,12 @@ func (b *readBatcher) wait(ctx context.Context) error {
 	default:
 	}
 	select {
-	case err := <-ch:
-		return err
+	case r := <-ch:
+		return r.index, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, fmt.Errorf("%w: read index: %v", ErrNoLeader, ctx.Err())
 	case <-b.done:
-		return ErrShutdown
+		return 0, ErrShutdown
 	}
 }
 
@@ -68,51 +93,88 @@ func (b *readBatcher) loop() {
 		if len(batch) == 0 {
 			continue
 		}
-		err := b.confirm()
+		idx, err := b.confirm()
+		if err == nil {
+			err = b.waitApplied(idx)
+		}
 		for _, ch := range batch {
-			ch <- err
+			ch <- readResult{index: idx, err: err}
 		}
 	}
 }
 
-// confirmTimeout bounds one leadership check; a caller with a shorter
-// deadline gives up earlier through its own context.
+// confirmTimeout bounds one confirmation; a caller with a shorter deadline
+// gives up earlier through its own context.
 const confirmTimeout = 5 * time.Second
 
-func (b *readBatcher) confirm() error {
+func (b *readBatcher) confirm() (uint64, error) {
 	r := b.n.raft
 	if r.State() != raft.Leader {
-		if addr, _ := r.LeaderWithID(); addr == "" {
-			return ErrNoLeader
-		}
-		return ErrNotLeader
+		return b.remoteIndex()
 	}
 	readIndex := r.CommitIndex()
 	if err := r.VerifyLeader().Error(); err != nil {
-		return translateRaftError(err)
+		return 0, translateRaftError(err)
 	}
 	// A new leader's commit index may trail entries that an earlier
 	// leader committed, until an entry of the new term commits. One
 	// barrier per term closes that gap.
 	if term := r.Stats()["term"]; term != b.barrierTerm {
 		if err := r.Barrier(confirmTimeout).Error(); err != nil {
-			return translateRaftError(err)
+			return 0, translateRaftError(err)
 		}
 		b.barrierTerm = term
-		readIndex = r.AppliedIndex()
+		readIndex = max(readIndex, r.AppliedIndex())
 	}
+	return readIndex, nil
+}
+
+// remoteIndex asks the leader for a read index.
+func (b *readBatcher) remoteIndex() (uint64, error) {
+	addr, _ := b.n.raft.LeaderWithID()
+	if addr == "" {
+		return 0, ErrNoLeader
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var resp readIndexResponse
+	if err := b.n.call(ctx, string(addr), rpcReadIndex, nil, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Index, nil
+}
+
+// waitApplied returns once the state machine has processed every entry up
+// to index. Entries that never reach the state machine (no-ops, barriers)
+// are skipped: the wait is for the last command or configuration entry at
+// or below index.
+func (b *readBatcher) waitApplied(index uint64) error {
+	r := b.n.raft
 	deadline := time.Now().Add(confirmTimeout)
-	for r.AppliedIndex() < readIndex {
+	target := uint64(0)
+	for {
+		if target == 0 && r.AppliedIndex() >= index {
+			target = b.n.lastStateEntry(index)
+		}
+		if target != 0 && b.n.fsm.AppliedIndex() >= target {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: applied index %d behind read index %d", ErrNoLeader, r.AppliedIndex(), readIndex)
+			return fmt.Errorf("%w: applied index %d behind read index %d", ErrNoLeader, b.n.fsm.AppliedIndex(), index)
 		}
 		select {
 		case <-b.done:
 			return ErrShutdown
-		case <-time.After(time.Millisecond):
+		case <-time.After(200 * time.Microsecond):
 		}
 	}
-	return nil
 }
 
 func (b *readBatcher) close() {

@@ -35,7 +35,8 @@ type userRequest struct {
 	Admin    bool   `json:"admin"`
 }
 
-// serveAdmin routes the user admin API:
+// serveAdmin routes the admin API: the cluster endpoints (cluster.go) and
+// the user endpoints:
 //
 //	GET    /flotilla/v1/users
 //	POST   /flotilla/v1/users                  {"name","password","admin"}
@@ -59,6 +60,12 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		h = s.handleUserPassword
 	case len(segs) == 2 && segs[0] == "users" && r.Method == http.MethodDelete:
 		h = s.handleUserDelete
+	case rest == "cluster" && r.Method == http.MethodGet:
+		h = s.handleClusterStatus
+	case rest == "cluster/servers" && r.Method == http.MethodPost:
+		h = s.handleClusterJoin
+	case len(segs) == 3 && segs[0] == "cluster" && segs[1] == "servers" && r.Method == http.MethodDelete:
+		h = s.handleClusterRemove
 	default:
 		s.writeError(w, r, &Error{Code: CodeUnsupported, Message: "unknown admin endpoint", Status: http.StatusNotFound})
 		return

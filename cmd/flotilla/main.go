@@ -19,6 +19,7 @@ Commands:
   serve [CONFIG]      run a registry node (config.yml and/or REGISTRY_* variables)
   htpasswd ...        write bcrypt htpasswd lines, like Apache's htpasswd
   user ...            add, change, delete or list users of a running node
+  cluster ...         show the cluster's status, add or remove a node
   healthcheck [URL]   exit 0 when the node at URL (default from the configuration) is alive
   version             print the version
 `
@@ -46,6 +47,8 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runHtpasswd(args, stdin, stdout, stderr)
 	case "user":
 		return runUser(args, stdin, stdout, stderr)
+	case "cluster":
+		return runCluster(args, stdin, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(args, stdout, stderr)
 	case "version", "--version":

@@ -37,8 +37,6 @@ const (
 	// defaultDrain is how long a stopping node waits for requests in
 	// flight when http.draintimeout is not set.
 	defaultDrain = 30 * time.Second
-	// leaderWait bounds the wait for the first leader at start.
-	leaderWait = 60 * time.Second
 	// htpasswdPoll is how often the htpasswd file is checked for changes.
 	htpasswdPoll = 5 * time.Second
 	// uploadMaxAge is how long an untouched upload session lives, the
@@ -99,7 +97,17 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rn, err := consensus.Open(consensus.Config{NodeID: nodeID, DataDir: cfg.Cluster.DataDir, Logger: logger})
+	cc := cfg.Cluster
+	rn, err := consensus.Open(consensus.Config{
+		NodeID:          nodeID,
+		DataDir:         cc.DataDir,
+		Bind:            cc.Bind,
+		Advertise:       cc.Advertise,
+		Peers:           cc.Peers,
+		BootstrapExpect: cc.BootstrapExpect,
+		TLS:             consensus.TLSFiles{Certificate: cc.TLS.Certificate, Key: cc.TLS.Key, CA: cc.TLS.CA},
+		Logger:          logger,
+	})
 	if err != nil {
 		return err
 	}
@@ -136,7 +144,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		Logger:          logger,
 	})
 	go srv.RunUploadExpiry(ctx, uploadMaxAge, uploadSweep)
-	return listen(ctx, cfg, srv, logger)
+	if err := listen(ctx, cfg, srv, logger); err != nil {
+		return err
+	}
+	// Requests in flight are done; hand leadership over before Raft
+	// stops, so the cluster does not wait an election timeout.
+	if err := rn.TransferLeadership(); err != nil {
+		logger.Warn("leadership transfer before stop failed", "err", err)
+	}
+	return nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (blobstore.Store, error) {
@@ -219,15 +235,27 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 		}
 		return nil, err
 	}
-	if err := waitLeader(ctx, rn); err != nil {
-		return nil, err
-	}
-	if err := syncUsers(ctx, rn, file, path, logger); err != nil {
-		return nil, err
-	}
-	go htpasswd.Watch(ctx, path, htpasswdPoll, logger, func(f *htpasswd.File) error {
-		return syncUsers(ctx, rn, f, path, logger)
-	})
+	// The import goes through Raft, which may have no leader yet while a
+	// cluster forms, so it runs in the background and is retried.
+	go func() {
+		for attempt := 1; ; attempt++ {
+			err := syncUsers(ctx, rn, file, path, logger)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			if attempt == 1 || attempt%50 == 0 {
+				logger.Warn("htpasswd import failed, retrying", "path", path, "attempt", attempt, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		htpasswd.Watch(ctx, path, htpasswdPoll, logger, func(f *htpasswd.File) error {
+			return syncUsers(ctx, rn, f, path, logger)
+		})
+	}()
 	lookup := func(name string) (auth.User, bool) {
 		u, ok := rn.State().User(name)
 		if !ok {
@@ -253,21 +281,6 @@ func syncUsers(ctx context.Context, rn *consensus.Node, f *htpasswd.File, path s
 	logger.Info("htpasswd users imported", "path", path, "users", len(users),
 		"rejected", len(f.Rejected), "removed", res.Deleted)
 	return nil
-}
-
-func waitLeader(ctx context.Context, rn *consensus.Node) error {
-	ctx, cancel := context.WithTimeout(ctx, leaderWait)
-	defer cancel()
-	for {
-		if addr, _ := rn.Leader(); addr != "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no raft leader after %s: %w", leaderWait, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func externalURL(cfg *config.Config) string {
