@@ -85,7 +85,7 @@ type resultRecord struct {
 	Result Result `json:"result"`
 }
 
-// Snapshot copies the maps of the state; the values they point to are
+// Snapshot copies the maps of the state. The values they point to are
 // never changed in place, so the copy stays consistent while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.state

@@ -243,8 +243,9 @@ func (n *Node) Stats() map[string]string { return n.raft.Stats() }
 
 // Apply proposes c and waits until it is applied or ctx ends. It fills in
 // c.ID and c.Time when they are empty. A follower forwards the encoded
-// command to the leader, and a failed attempt is retried with the same id
-// across leader changes until ctx ends; the id makes the retry apply once.
+// command to the leader. A failed attempt is retried with the same id
+// across leader changes until ctx ends, and the id makes the retry apply
+// once.
 // The error is either a replication error (ErrNotLeader, ErrNoLeader,
 // ErrShutdown, a context error) or the application error carried by the
 // result, such as ErrBlobUnknown.
@@ -393,10 +394,10 @@ func (n *Node) Shutdown() error {
 	return err
 }
 
-// lastStateEntry returns the index of the last entry at or below index
-// that the state machine processes (a command or a configuration change),
-// or 1 when the log holds none, such as after compaction into a snapshot
-// that the state machine has already restored.
+// lastStateEntry returns the index of the last command or configuration
+// entry at or below index, because only those reach the state machine. It
+// returns 1 when the log contains none, as after compaction into a
+// snapshot that the state machine has already restored.
 func (n *Node) lastStateEntry(index uint64) uint64 {
 	var l raft.Log
 	for i := index; i > 0 && index-i < 1024; i-- {
@@ -410,8 +411,8 @@ func (n *Node) lastStateEntry(index uint64) uint64 {
 	return 1
 }
 
-// CaughtUp reports whether this node has applied every entry it knows to
-// be committed.
+// CaughtUp reports whether this node has applied every entry that it has
+// seen committed.
 func (n *Node) CaughtUp() bool {
 	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
 }

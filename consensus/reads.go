@@ -12,10 +12,10 @@ import (
 // readBatcher implements linearizable reads. hashicorp/raft has no
 // ReadIndex call, so on the leader a read records the commit index,
 // confirms with a quorum that this node still leads (VerifyLeader), and
-// waits until the applied index reaches the recorded one. A follower asks
-// the leader for such a read index and waits until its own applied index
-// reaches it. All readers that arrive while a confirmation runs share the
-// next one, so the cost per read falls as load grows.
+// waits until the state machine reaches the recorded index. A follower
+// requests such a read index from the leader and waits until its own
+// state machine reaches it. All readers that arrive while a confirmation
+// runs share the next one, so the cost per read falls as load grows.
 type readBatcher struct {
 	n       *Node
 	mu      sync.Mutex
@@ -129,7 +129,7 @@ func (b *readBatcher) confirm() (uint64, error) {
 	return readIndex, nil
 }
 
-// remoteIndex asks the leader for a read index.
+// remoteIndex requests a read index from the leader.
 func (b *readBatcher) remoteIndex() (uint64, error) {
 	addr, _ := b.n.raft.LeaderWithID()
 	if addr == "" {

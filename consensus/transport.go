@@ -95,7 +95,7 @@ func loadTLS(files TLSFiles) (tls.Certificate, *x509.CertPool, error) {
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(pem) {
-		return tls.Certificate{}, nil, fmt.Errorf("cluster CA %s holds no PEM certificate", files.CA)
+		return tls.Certificate{}, nil, fmt.Errorf("cluster CA %s contains no PEM certificate", files.CA)
 	}
 	return cert, roots, nil
 }

@@ -193,3 +193,7 @@ func (s *testServer) pushImage(repo, tag string) (digest.Digest, []byte) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func uploadEngine(store blobstore.Store) *upload.Engine { return upload.New(store, nil) }
+
+func digestOf(b []byte) string { return digest.FromBytes(b).String() }

@@ -144,6 +144,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		Logger:          logger,
 	})
 	go srv.RunUploadExpiry(ctx, uploadMaxAge, uploadSweep)
+	if cfg.HTTP.Debug.Addr != "" {
+		startDebug(ctx, cfg.HTTP.Debug.Addr, store, logger)
+	}
 	if err := listen(ctx, cfg, srv, logger); err != nil {
 		return err
 	}
