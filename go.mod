@@ -3,6 +3,7 @@ module github.com/flotilla-registry/flotilla
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/distribution/reference v0.6.0
 	github.com/google/btree v1.1.3
 	github.com/google/uuid v1.6.0

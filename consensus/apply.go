@@ -117,14 +117,19 @@ func (s *State) blobCommit(c *Command, index uint64) Result {
 }
 
 func (s *State) blobMount(c *Command, index uint64) Result {
-	from, ok := s.repos[c.From]
-	if !ok {
-		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+	b, stored := s.blobs[c.Digest]
+	if !stored {
+		return fail(codeBlobUnknown, "%s", c.Digest)
 	}
-	if _, linked := from.blobs[c.Digest]; !linked {
-		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+	if c.From != "" {
+		from, ok := s.repos[c.From]
+		if !ok {
+			return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+		}
+		if _, linked := from.blobs[c.Digest]; !linked {
+			return fail(codeBlobUnknown, "%s in %s", c.Digest, c.From)
+		}
 	}
-	b := s.blobs[c.Digest]
 	r := s.repoForWrite(c.Repo)
 	if _, linked := r.blobs[c.Digest]; !linked {
 		r.blobs[c.Digest] = index
@@ -181,11 +186,14 @@ func (s *State) manifestPut(c *Command, index uint64) Result {
 		}
 		refs[m.Digest] = struct{}{}
 	}
-	if c.Tag != "" {
-		if _, exists := r.tags[c.Tag]; !exists {
-			r.tagNames.ReplaceOrInsert(c.Tag)
+	for _, tag := range append([]string{c.Tag}, c.Tags...) {
+		if tag == "" {
+			continue
 		}
-		r.tags[c.Tag] = m.Digest
+		if _, exists := r.tags[tag]; !exists {
+			r.tagNames.ReplaceOrInsert(tag)
+		}
+		r.tags[tag] = m.Digest
 	}
 	return Result{}
 }

@@ -43,8 +43,11 @@ type Command struct {
 	Repo   string        `json:"repo,omitempty"`
 	Digest digest.Digest `json:"digest,omitempty"`
 	Tag    string        `json:"tag,omitempty"`
+	// Tags are further tags that OpManifestPut points at the manifest.
+	Tags []string `json:"tags,omitempty"`
 
-	// From is the source repository of OpBlobMount.
+	// From is the source repository of OpBlobMount. Empty means any
+	// repository: the blob only has to be stored.
 	From string `json:"from,omitempty"`
 	// Blob is the committed blob of OpBlobCommit.
 	Blob *Blob `json:"blob,omitempty"`

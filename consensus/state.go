@@ -169,6 +169,14 @@ func (s *State) LinkedBlob(repo string, d digest.Digest) (*Blob, error) {
 	return b, nil
 }
 
+// Blob returns a stored blob, whichever repositories link it.
+func (s *State) Blob(d digest.Digest) (*Blob, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b, ok := s.blobs[d]
+	return b, ok
+}
+
 // Referrers returns the descriptors of the manifests in repo whose subject
 // is the given digest, sorted by digest. A non-empty artifactType keeps
 // only referrers of that type.

@@ -436,3 +436,32 @@ func TestHealthEndpoints(t *testing.T) {
 	expect(t, s.do(request{method: "GET", path: "/healthz", noAuth: true}), 200, "")
 	expect(t, s.do(request{method: "GET", path: "/readyz", noAuth: true}), 200, "")
 }
+
+func TestManifestPutTagParams(t *testing.T) {
+	s := newTestServer(t)
+	_, m := s.pushImage("r", "v1")
+	d := digest.FromBytes(m)
+	r := s.do(request{method: "PUT", path: "/v2/r/manifests/" + d.String() + "?tag=a&tag=b", body: m,
+		header: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
+	expect(t, r, 201, "")
+	if got := r.header.Values("OCI-Tag"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Fatalf("OCI-Tag = %v, want [a b]", got)
+	}
+	tags := s.do(request{method: "GET", path: "/v2/r/tags/list"})
+	if string(tags.body) != `{"name":"r","tags":["a","b","v1"]}` {
+		t.Fatalf("tags = %s", tags.body)
+	}
+	bad := s.do(request{method: "PUT", path: "/v2/r/manifests/" + d.String() + "?tag=-bad", body: m,
+		header: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
+	expect(t, bad, 400, "MANIFEST_INVALID")
+}
+
+func TestMountWithoutFrom(t *testing.T) {
+	s := newTestServer(t)
+	d := s.pushBlob("a", []byte("shared layer"))
+	r := s.do(request{method: "POST", path: "/v2/b/blobs/uploads/?mount=" + d.String()})
+	expect(t, r, 201, "")
+	expect(t, s.do(request{method: "HEAD", path: "/v2/b/blobs/" + d.String()}), 200, "")
+	unknown := digest.FromString("never pushed")
+	expect(t, s.do(request{method: "POST", path: "/v2/b/blobs/uploads/?mount=" + unknown.String()}), 202, "")
+}

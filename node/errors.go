@@ -209,6 +209,10 @@ func (s *Server) logError(r *http.Request, e *Error, status int) {
 		s.logger.Error("request failed", attrs...)
 	case e.Code == CodeUnauthorized:
 		s.logger.Debug("request unauthorized", attrs...)
+	case status == http.StatusNotFound:
+		// Clients probe for blobs and manifests before pushing them, so
+		// not-found answers are routine.
+		s.logger.Debug("request rejected", append(attrs, "msg_detail", e.Message)...)
 	default:
 		s.logger.Info("request rejected", append(attrs, "msg_detail", e.Message)...)
 	}

@@ -105,6 +105,10 @@ func (s *Server) handleManifestPut(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	tags, err := tagParams(r)
+	if err != nil {
+		return err
+	}
 	content, err := s.readManifestBody(r)
 	if err != nil {
 		return err
@@ -123,15 +127,37 @@ func (s *Server) handleManifestPut(w http.ResponseWriter, r *http.Request) error
 		m.Digest = digest.FromBytes(content)
 	}
 
-	if _, err := s.apply(r.Context(), &consensus.Command{Op: consensus.OpManifestPut, Repo: rt.repo, Tag: tag, Manifest: m}); err != nil {
+	c := &consensus.Command{Op: consensus.OpManifestPut, Repo: rt.repo, Tag: tag, Tags: tags, Manifest: m}
+	if _, err := s.apply(r.Context(), c); err != nil {
 		return err
 	}
 	h := w.Header()
 	if m.Subject != "" {
 		h.Set("OCI-Subject", m.Subject.String())
 	}
+	for _, t := range tags {
+		h.Add("OCI-Tag", t)
+	}
 	writeCreated(w, s.location(fmt.Sprintf("/v2/%s/manifests/%s", rt.repo, m.Digest)), m.Digest)
 	return nil
+}
+
+// maxTagParams bounds the tag query parameters of one manifest PUT.
+const maxTagParams = 100
+
+// tagParams returns the tags of the ?tag= query parameters, which point
+// further tags at a manifest pushed by digest.
+func tagParams(r *http.Request) ([]string, error) {
+	tags := r.URL.Query()["tag"]
+	if len(tags) > maxTagParams {
+		return nil, apiErr(CodeManifestInvalid, "at most %d tag parameters", maxTagParams)
+	}
+	for _, t := range tags {
+		if !tagRegexp.MatchString(t) {
+			return nil, &Error{Code: CodeManifestInvalid, Message: "invalid tag parameter", Detail: map[string]string{"tag": truncate(t, 200)}}
+		}
+	}
+	return tags, nil
 }
 
 // readManifestBody reads at most the configured manifest size; a larger

@@ -37,7 +37,7 @@ func (s *Server) handleUploadStart(w http.ResponseWriter, r *http.Request) error
 	rt := routeOf(r)
 	q := r.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
-		done, err := s.tryMount(w, r, rt.repo, mount, q.Get("from"))
+		done, err := s.tryMount(w, r, rt.repo, mount, q.Get("from"), q.Has("from"))
 		if done || err != nil {
 			return err
 		}
@@ -59,24 +59,32 @@ func (s *Server) handleUploadStart(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// tryMount links a blob from another repository. It reports done when the
-// blob was mounted; a source without the blob falls back to a new upload
-// session, as the OCI Distribution Specification allows.
-func (s *Server) tryMount(w http.ResponseWriter, r *http.Request, repo, mount, from string) (bool, error) {
+// tryMount links a blob from another repository, or, without from, any
+// stored blob of that digest. It reports done when the blob was mounted.
+// A source without the blob falls back to a new upload session, as the
+// OCI Distribution Specification allows.
+//
+// NOTE: every authenticated user may read every repository, so a mount
+// without from reveals nothing a pull could not. Per-repository rights
+// will have to check the user's access to some repository with the blob.
+func (s *Server) tryMount(w http.ResponseWriter, r *http.Request, repo, mount, from string, hasFrom bool) (bool, error) {
 	d, err := parseDigest(mount)
 	if err != nil {
 		return false, err
 	}
-	if from == "" {
-		return false, nil
-	}
-	if _, err := parseName(from); err != nil {
-		return false, nil
+	if hasFrom {
+		if _, err := parseName(from); err != nil {
+			return false, nil
+		}
 	}
 	if err := s.readIndex(r.Context()); err != nil {
 		return false, err
 	}
-	if _, err := s.raft.State().LinkedBlob(from, d); err != nil {
+	if hasFrom {
+		if _, err := s.raft.State().LinkedBlob(from, d); err != nil {
+			return false, nil
+		}
+	} else if _, ok := s.raft.State().Blob(d); !ok {
 		return false, nil
 	}
 	_, err = s.apply(r.Context(), &consensus.Command{Op: consensus.OpBlobMount, Repo: repo, From: from, Digest: d})

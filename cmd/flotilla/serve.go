@@ -39,6 +39,8 @@ const (
 	defaultDrain = 30 * time.Second
 	// htpasswdPoll is how often the htpasswd file is checked for changes.
 	htpasswdPoll = 5 * time.Second
+	// usersWait bounds the wait for the first htpasswd import at start.
+	usersWait = 30 * time.Second
 	// uploadMaxAge is how long an untouched upload session lives, the
 	// same week as registry:2's upload purging.
 	uploadMaxAge = 7 * 24 * time.Hour
@@ -76,6 +78,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, w := range warnings {
 		logger.Warn("configuration key ignored", "key", w.Key, "reason", w.Message)
+	}
+	if err := dropPrivileges(cfg, logger); err != nil {
+		logger.Error("privilege drop failed", "err", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -239,11 +245,15 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 		return nil, err
 	}
 	// The import goes through Raft, which may have no leader yet while a
-	// cluster forms, so it runs in the background and is retried.
+	// cluster forms, so it runs in the background and is retried. The
+	// node waits for the first import, up to usersWait, before it serves,
+	// so that a client's first login right after a start succeeds.
+	imported := make(chan struct{})
 	go func() {
 		for attempt := 1; ; attempt++ {
 			err := syncUsers(ctx, rn, file, path, logger)
-			if err == nil || ctx.Err() != nil {
+			if err == nil {
+				close(imported)
 				break
 			}
 			if attempt == 1 || attempt%50 == 0 {
@@ -259,6 +269,12 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 			return syncUsers(ctx, rn, f, path, logger)
 		})
 	}()
+	select {
+	case <-imported:
+	case <-ctx.Done():
+	case <-time.After(usersWait):
+		logger.Warn("serving before the htpasswd users were imported: no raft leader yet", "waited", usersWait)
+	}
 	lookup := func(name string) (auth.User, bool) {
 		u, ok := rn.State().User(name)
 		if !ok {
