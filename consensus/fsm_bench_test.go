@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -171,12 +173,55 @@ func (s *benchSink) ID() string    { return "bench" }
 func (s *benchSink) Cancel() error { return nil }
 func (s *benchSink) Close() error  { return nil }
 
-// BenchmarkSnapshot persists and restores an index of 100,000 tags in
-// 10,000 repositories, the work a restarting node does before it serves
-// (plus the log entries after the snapshot).
+// fullIndexEnv set to 1 adds the index of 1,000,000 tags in 100,000
+// repositories to the index benchmarks; building it takes about a minute.
+const fullIndexEnv = "FLOTILLA_BENCH_FULL"
+
+// indexSizes returns the repository counts of the index benchmarks, each
+// repository with 10 tags.
+func indexSizes() []int {
+	if os.Getenv(fullIndexEnv) == "1" {
+		return []int{10_000, 100_000}
+	}
+	return []int{10_000}
+}
+
+// BenchmarkIndexMemory builds an index of 10 tags per repository through
+// the state machine's apply and reports the Go heap it occupies after a
+// garbage collection, without the Raft log, the HTTP server or the Go
+// runtime's headroom above the live heap (with GOGC=100 the heap may grow
+// to about twice the live heap between collections).
+func BenchmarkIndexMemory(b *testing.B) {
+	for _, repos := range indexSizes() {
+		b.Run(fmt.Sprintf("tags=%d", repos*10), func(b *testing.B) {
+			var before, after runtime.MemStats
+			for range b.N {
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				s := seedIndex(repos, 10)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(s)
+			}
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "heap-bytes")
+		})
+	}
+}
+
+// BenchmarkSnapshot persists and restores an index of 10 tags per
+// repository, the work a restarting node does before it serves (plus the
+// log entries after the snapshot).
 func BenchmarkSnapshot(b *testing.B) {
+	for _, repos := range indexSizes() {
+		b.Run(fmt.Sprintf("tags=%d", repos*10), func(b *testing.B) {
+			benchmarkSnapshot(b, repos)
+		})
+	}
+}
+
+func benchmarkSnapshot(b *testing.B, repos int) {
 	fsm := NewFSM()
-	fsm.State().swap(seedIndex(10_000, 10))
+	fsm.State().swap(seedIndex(repos, 10))
 	var sink benchSink
 	persist := func() {
 		sink.Reset()

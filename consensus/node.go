@@ -270,8 +270,10 @@ func (n *Node) Apply(ctx context.Context, c *Command) (Result, error) {
 		var res Result
 		if n.raft.State() == raft.Leader {
 			res, err = n.applyLocal(ctx, data)
-		} else {
-			res, err = n.forwardApply(ctx, data)
+		} else if res, err = n.forwardApply(ctx, data); err == nil && res.Index > 0 {
+			// Wait until this node has applied the write too, so the
+			// client's next request to this node sees it.
+			err = n.waitFSM(ctx, res.Index)
 		}
 		if err == nil {
 			return res, res.Err()
@@ -394,6 +396,21 @@ func (n *Node) Shutdown() error {
 	return err
 }
 
+// waitFSM returns once the state machine has applied index, or when ctx
+// ends.
+func (n *Node) waitFSM(ctx context.Context, index uint64) error {
+	for n.fsm.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: index %d not applied on this node: %v", ErrNoLeader, index, ctx.Err())
+		case <-n.stop:
+			return ErrShutdown
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+	return nil
+}
+
 // lastStateEntry returns the index of the last command or configuration
 // entry at or below index, because only those reach the state machine. It
 // returns 1 when the log contains none, as after compaction into a
@@ -411,8 +428,11 @@ func (n *Node) lastStateEntry(index uint64) uint64 {
 	return 1
 }
 
-// CaughtUp reports whether this node has applied every entry that it has
-// seen committed.
-func (n *Node) CaughtUp() bool {
-	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
+// CaughtUp reports whether this node knows a leader and has applied every
+// entry the leader had committed when it was asked. A restarted node
+// learns the leader's commit index only from its first replicated
+// entries, so comparing with its own commit index would report it caught
+// up too early; a read index from the leader does not.
+func (n *Node) CaughtUp(ctx context.Context) bool {
+	return n.ReadBarrier(ctx) == nil
 }

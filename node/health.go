@@ -1,8 +1,14 @@
 package node
 
 import (
+	"context"
 	"net/http"
+	"time"
 )
+
+// readyTimeout bounds the read-index check of /readyz, below the usual
+// health-check timeouts of load balancers.
+const readyTimeout = 2 * time.Second
 
 // handleHealthz answers 200 while the process serves HTTP.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
@@ -20,7 +26,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		_ = writeBody(w, r, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("no leader\n"))
 		return
 	}
-	if !s.raft.CaughtUp() {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if !s.raft.CaughtUp(ctx) {
 		_ = writeBody(w, r, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("catching up\n"))
 		return
 	}

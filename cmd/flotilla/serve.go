@@ -39,6 +39,10 @@ const (
 	defaultDrain = 30 * time.Second
 	// htpasswdPoll is how often the htpasswd file is checked for changes.
 	htpasswdPoll = 5 * time.Second
+	// unreadyDelay is how long a stopping node keeps serving after /readyz
+	// turned 503, longer than the health-check interval of the load
+	// balancer in the compose file (1 s).
+	unreadyDelay = 2 * time.Second
 	// usersWait bounds the wait for the first htpasswd import at start.
 	usersWait = 30 * time.Second
 	// uploadMaxAge is how long an untouched upload session lives, the
@@ -350,8 +354,13 @@ func listen(ctx context.Context, cfg *config.Config, srv *node.Server, logger *s
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("node stopping: draining requests in flight")
+	// /readyz fails first, while the listener still serves, so load
+	// balancers stop sending requests before the listener closes: a
+	// request that reaches a closing listener gets no answer.
 	srv.SetReady(false)
+	logger.Info("node stopping: not ready, still serving", "delay", unreadyDelay)
+	time.Sleep(unreadyDelay)
+	logger.Info("node stopping: draining requests in flight")
 	drain := cfg.HTTP.DrainTimeout
 	if drain <= 0 {
 		drain = defaultDrain
