@@ -135,7 +135,7 @@ func (b *readBatcher) remoteIndex() (uint64, error) {
 	if addr == "" {
 		return 0, ErrNoLeader
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), forwardAttempt)
 	defer cancel()
 	go func() {
 		select {

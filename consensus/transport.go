@@ -105,10 +105,13 @@ func newMuxLayer(bind, advertise string, files TLSFiles, logger *slog.Logger, me
 	if err != nil {
 		return nil, err
 	}
-	adv, err := net.ResolveTCPAddr("tcp", advertise)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(advertise); err != nil {
 		return nil, fmt.Errorf("cluster advertise address %q: %w", advertise, err)
 	}
+	// The address stays as configured, not resolved: raft sends it to
+	// the peers, which dial it and check that the certificate names its
+	// host, and a certificate may name a DNS name only.
+	adv := advertiseAddr(advertise)
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen on cluster address %s: %w", bind, err)
@@ -271,6 +274,12 @@ func (m *muxLayer) Close() error {
 // Addr returns the advertise address, which raft stores in its
 // configuration for peers to dial.
 func (m *muxLayer) Addr() net.Addr { return m.advertise }
+
+// advertiseAddr is a net.Addr that keeps a host name unresolved.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
 
 // chanListener is a net.Listener fed by the mux. It stops when the mux
 // closes or when it is closed itself.

@@ -21,6 +21,7 @@ Commands:
   user ...            add, change, delete or list users of a running node
   cluster ...         show the cluster's status, add or remove a node
   healthcheck [URL]   exit 0 when the node at URL (default from the configuration) is alive
+  init ...            create the certificates, first user and bucket of a compose cluster
   version             print the version
 `
 
@@ -51,6 +52,8 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCluster(args, stdin, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(args, stdout, stderr)
+	case "init":
+		return runInit(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "flotilla", version)
 		return 0

@@ -51,13 +51,13 @@ func parseRunAs(value string) (identity, error) {
 }
 
 // dropPrivileges switches a node started as root to the identity in
-// FLOTILLA_RUN_AS, after doing what only root can do: it hands the data
-// folders to that identity, and copies TLS and htpasswd files that the
-// identity cannot read into a private folder, pointing cfg at the copies.
-// This is what makes registry:2's usual setup work unchanged: a data
-// folder bind-mounted from the host (created by Docker as root) and a key
-// file of mode 0600 owned by root. Without the variable, or when the
-// process is not root, it does nothing.
+// FLOTILLA_RUN_AS. First it does what only root can do. It hands the data
+// folders to that identity. It copies TLS and htpasswd files that the
+// identity cannot read into a private folder and points cfg at the copies.
+// This makes registry:2's usual setup work unchanged: a data folder
+// bind-mounted from the host (created by Docker as root) and a key file of
+// mode 0600 owned by root. Without the variable, or when the process is not
+// root, it does nothing.
 //
 // syscall.Setuid and Setgid change every thread of the process on Linux
 // since Go 1.16, so no goroutine keeps root.
@@ -74,6 +74,7 @@ func dropPrivileges(cfg *config.Config, logger *slog.Logger) error {
 		logger.Warn("the node runs as root because " + envRunAs + " names user 0")
 		return nil
 	}
+
 	for _, dir := range dataFolders(cfg) {
 		if err := ownTree(dir, id, logger); err != nil {
 			return err
@@ -82,6 +83,7 @@ func dropPrivileges(cfg *config.Config, logger *slog.Logger) error {
 	if err := makeReadable(cfg, id, logger); err != nil {
 		return err
 	}
+
 	if err := syscall.Setgroups([]int{id.gid}); err != nil {
 		return fmt.Errorf("set supplementary groups to %d: %w", id.gid, err)
 	}
@@ -118,6 +120,8 @@ func within(path, dir string) bool {
 
 // ownTree creates dir if needed and gives it and everything below it to
 // id. Symbolic links are changed themselves, never followed.
+// NOTE: it stats every entry at each start, which adds start-up time to a
+// filesystem blob folder with millions of files.
 func ownTree(dir string, id identity, logger *slog.Logger) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -251,12 +255,18 @@ func permits(info fs.FileInfo, id identity, bit fs.FileMode) bool {
 // copyPrivate copies src to dst with mode 0600, both dst and its folder
 // owned by id.
 func copyPrivate(src, dst, dir string, id identity) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// The folders above must stay searchable by id, so only the last one
+	// is private.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("create runtime folder %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create runtime folder %s: %w", dir, err)
 	}
 	if err := os.Chown(dir, id.uid, id.gid); err != nil {
 		return fmt.Errorf("give runtime folder %s to uid %d: %w", dir, id.uid, err)
 	}
+
 	in, err := os.Open(src)
 	if err != nil {
 		return err
