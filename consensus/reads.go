@@ -25,7 +25,7 @@ type readBatcher struct {
 	wg      sync.WaitGroup
 	// barrierTerm is the term in which a barrier last completed; only
 	// the loop goroutine uses it.
-	barrierTerm string
+	barrierTerm uint64
 }
 
 type readResult struct {
@@ -119,7 +119,7 @@ func (b *readBatcher) confirm() (uint64, error) {
 	// A new leader's commit index may trail entries that an earlier
 	// leader committed, until an entry of the new term commits. One
 	// barrier per term closes that gap.
-	if term := r.Stats()["term"]; term != b.barrierTerm {
+	if term := r.CurrentTerm(); term != b.barrierTerm {
 		if err := r.Barrier(confirmTimeout).Error(); err != nil {
 			return 0, translateRaftError(err)
 		}
@@ -159,6 +159,9 @@ func (b *readBatcher) waitApplied(index uint64) error {
 	r := b.n.raft
 	deadline := time.Now().Add(confirmTimeout)
 	target := uint64(0)
+	if b.n.fsm.AppliedIndex() >= index {
+		return nil
+	}
 	for {
 		if target == 0 && r.AppliedIndex() >= index {
 			target = b.n.lastStateEntry(index)

@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	srv := node.New(node.Options{
 		Raft:            rn,
 		Store:           store,
-		Uploads:         upload.New(store, logger),
+		Uploads:         upload.New(store, logger, uploadOptions(cfg)...),
 		Auth:            authn,
 		Realm:           realm,
 		AdminToken:      adminToken,
@@ -186,6 +186,18 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (bl
 	default:
 		return blobstore.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
 	}
+}
+
+// uploadOptions applies storage.s3.chunksize, the part size of multipart
+// uploads, to the S3 store when it differs from registry:2's 10 MiB
+// default. Otherwise the engine's 8 MiB parts stay, because every upload
+// in progress buffers one part in memory.
+func uploadOptions(cfg *config.Config) []upload.Option {
+	s3 := cfg.Storage.S3
+	if cfg.Storage.Driver == config.DriverS3 && s3.ChunkSize > 0 && s3.ChunkSize != config.DefaultS3ChunkSize {
+		return []upload.Option{upload.WithPartSize(s3.ChunkSize)}
+	}
+	return nil
 }
 
 // nodeID returns the configured Raft id, or the one stored in the data
