@@ -66,9 +66,9 @@ func (n *Node) Info() NodeInfo {
 	}
 }
 
-// discover runs on a node started without Raft state and with peers: it
-// asks the peers about themselves until it either joins a running cluster
-// (a peer knows a leader) or finds BootstrapExpect nodes without a leader,
+// discover runs on a node started without Raft state and with peers. It
+// requests each peer's info until it either joins a running cluster
+// (a peer has a leader) or finds BootstrapExpect nodes without a leader,
 // which then all bootstrap the same configuration: every node of the set,
 // sorted by id.
 func (n *Node) discover() {
@@ -128,7 +128,7 @@ func (n *Node) askPeers() []NodeInfo {
 	return out
 }
 
-// tryJoin asks a peer that knows a leader to add this node.
+// tryJoin sends a join request for this node to a peer that has a leader.
 func (n *Node) tryJoin(infos []NodeInfo) bool {
 	for _, info := range infos {
 		if !info.Bootstrapped || info.LeaderID == "" {
@@ -231,7 +231,7 @@ type ServerStatus struct {
 	Address  string `json:"address"`
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
-	// Reachable is false when the server did not answer in time.
+	// Reachable is false when the server did not respond in time.
 	Reachable    bool   `json:"reachable"`
 	AppliedIndex uint64 `json:"applied_index"`
 	// Lag is how many committed entries the server has yet to apply,
@@ -239,7 +239,7 @@ type ServerStatus struct {
 	Lag uint64 `json:"lag"`
 }
 
-// Status is the cluster as this node sees it.
+// Status is the state of the cluster from this node's view.
 type Status struct {
 	NodeID        string         `json:"node_id"`
 	State         string         `json:"state"`

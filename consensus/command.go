@@ -65,7 +65,7 @@ type Command struct {
 	Users []User `json:"users,omitempty"`
 }
 
-// Result is what applying a command returned. Code is empty on success.
+// Result is the outcome of applying a command. Code is empty on success.
 type Result struct {
 	Code   Code   `json:"code,omitempty"`
 	Detail string `json:"detail,omitempty"`

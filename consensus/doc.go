@@ -6,5 +6,5 @@
 // with a leading version byte, proposed to Raft and applied in log order on
 // every node. Apply is deterministic and touches nothing outside the state:
 // the proposer chooses ids and timestamps, and the state machine only checks
-// and records them. The package knows nothing of HTTP or object storage.
+// and records them. The package does not depend on HTTP or object storage.
 package consensus

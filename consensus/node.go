@@ -274,7 +274,7 @@ func (n *Node) Apply(ctx context.Context, c *Command) (Result, error) {
 			res, err = n.applyLocal(ctx, data)
 		} else if res, err = n.forwardApply(ctx, data); err == nil && res.Index > 0 {
 			// Wait until this node has applied the write too, so the
-			// client's next request to this node sees it.
+			// client's next request to this node reads it.
 			err = n.waitFSM(ctx, res.Index)
 		}
 		if err == nil {
@@ -436,7 +436,7 @@ func (n *Node) lastStateEntry(index uint64) uint64 {
 	return 1
 }
 
-// CaughtUp reports whether this node knows a leader and has applied every
+// CaughtUp reports whether this node has a leader and has applied every
 // entry the leader had committed when it was asked. A restarted node
 // learns the leader's commit index only from its first replicated
 // entries, so comparing with its own commit index would report it caught

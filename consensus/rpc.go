@@ -37,8 +37,8 @@ type rpcError struct {
 	NotLeader bool `json:"not_leader,omitempty"`
 }
 
-// NodeInfo is what a node reports of itself to its peers and to the
-// cluster status.
+// NodeInfo is a node's report of itself to its peers and to the cluster
+// status.
 type NodeInfo struct {
 	ID            string `json:"id"`
 	Address       string `json:"address"`
@@ -197,8 +197,8 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// call sends one RPC to the node at addr and decodes a JSON answer into
-// out (when not nil). A not-leader answer returns ErrNotLeader; transport
+// call sends one RPC to the node at addr and decodes the JSON response
+// into out (when not nil). A not-leader response returns ErrNotLeader; transport
 // failures return ErrNoLeader-wrapped errors so callers retry.
 func (n *Node) call(ctx context.Context, addr, path string, body []byte, out any) error {
 	if n.rpcClient == nil {
@@ -232,7 +232,7 @@ func (n *Node) call(ctx context.Context, addr, path string, body []byte, out any
 		return nil
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxRPCBody)).Decode(out); err != nil {
-		return fmt.Errorf("rpc %s to %s: decode answer: %w", path, addr, err)
+		return fmt.Errorf("rpc %s to %s: decode response: %w", path, addr, err)
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ type principal struct {
 
 // authenticate checks the request's Basic credentials. Every failure,
 // whether the user is unknown, the password wrong or the header missing,
-// returns the same UNAUTHORIZED error, and the answer does not depend on
+// returns the same UNAUTHORIZED error, and the response does not depend on
 // whether the requested repository exists because it comes before routing.
 func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if s.auth == nil {

@@ -3,7 +3,7 @@
 // admin API, and health checks.
 //
 // Every handler parses its request, calls one lower-level function of the
-// consensus or blobstore packages, and either writes the answer or returns
+// consensus or blobstore packages, and either writes the response or returns
 // an error. One function, writeError, turns every error into a status and
 // an OCI error body, so no handler picks a status for a failure itself.
 package node

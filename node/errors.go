@@ -70,7 +70,7 @@ var codeStatus = map[ErrorCode]int{
 	CodePasswordInvalid:         http.StatusBadRequest,
 }
 
-// retryAfterSeconds is sent with every UNAVAILABLE answer. Raft elects a
+// retryAfterSeconds is sent with every UNAVAILABLE response. Raft elects a
 // new leader in about a second, and S3 outages are retried by clients.
 const retryAfterSeconds = 1
 
@@ -172,7 +172,7 @@ func classify(err error) *Error {
 }
 
 // writeError sends err as an OCI error body and logs it once. HEAD
-// answers carry no body.
+// responses carry no body.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)
 	status := e.status()
@@ -211,11 +211,9 @@ func (s *Server) logError(r *http.Request, e *Error, status int) {
 		s.logger.Debug("request unauthorized", attrs...)
 	case status == http.StatusNotFound:
 		// Clients probe for blobs and manifests before pushing them, so
-		// not-found answers are routine.
+		// not-found responses are routine.
 		s.logger.Debug("request rejected", append(attrs, "msg_detail", e.Message)...)
 	default:
 		s.logger.Info("request rejected", append(attrs, "msg_detail", e.Message)...)
 	}
 }
-
-func asError(err error, target **Error) bool { return errors.As(err, target) }

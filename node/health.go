@@ -10,12 +10,12 @@ import (
 // health-check timeouts of load balancers.
 const readyTimeout = 2 * time.Second
 
-// handleHealthz answers 200 while the process serves HTTP.
+// handleHealthz responds 200 while the process serves HTTP.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
 }
 
-// handleReadyz answers 200 when the node knows a leader and has applied
+// handleReadyz responds 200 when the node has a leader and has applied
 // every committed entry, so a load balancer sends it traffic.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {

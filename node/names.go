@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"regexp"
 
 	"github.com/distribution/reference"
@@ -52,7 +53,7 @@ func parseReference(ref string) (tag string, d digest.Digest, err error) {
 	d, err = parseDigest(ref)
 	if err != nil {
 		var e *Error
-		if asError(err, &e) {
+		if errors.As(err, &e) {
 			e.Message = "invalid tag or digest"
 		}
 		return "", "", err

@@ -17,7 +17,7 @@ type referrersIndex struct {
 }
 
 // handleReferrers lists the manifests whose subject is the given digest, as
-// an OCI image index, filtered by artifactType when the query asks.
+// an OCI image index, filtered by artifactType when the query sets it.
 func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) error {
 	rt := routeOf(r)
 	d, err := parseDigest(rt.arg)

@@ -122,7 +122,7 @@ func requestID(ctx context.Context) string {
 }
 
 // handlerFunc is the shape of every API handler: it writes a successful
-// answer itself and returns any failure for writeError.
+// response itself and returns any failure for writeError.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -12,10 +12,10 @@ import (
 	"github.com/flotilla-registry/flotilla/internal/config"
 )
 
-// runHealthcheck asks the local node's /healthz and exits 0 when it
-// answers 200. Without an argument the URL comes from the same
-// configuration as `flotilla serve`. The check skips certificate
-// verification because it only asks whether the local process answers.
+// runHealthcheck requests the local node's /healthz and exits 0 on a 200
+// response. Without an argument the URL comes from the same configuration
+// as `flotilla serve`. The check skips certificate verification because
+// it only tests whether the local process responds.
 func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 	url := ""
 	if len(args) > 0 {
@@ -39,7 +39,7 @@ func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s answered %s\n", url, resp.Status)
+		fmt.Fprintf(stderr, "healthcheck: %s responded %s\n", url, resp.Status)
 		return 1
 	}
 	fmt.Fprintln(stdout, "ok")

@@ -368,7 +368,7 @@ func listen(ctx context.Context, cfg *config.Config, srv *node.Server, logger *s
 	}
 	// /readyz fails first, while the listener still serves, so load
 	// balancers stop sending requests before the listener closes: a
-	// request that reaches a closing listener gets no answer.
+	// request that reaches a closing listener gets no response.
 	srv.SetReady(false)
 	logger.Info("node stopping: not ready, still serving", "delay", unreadyDelay)
 	time.Sleep(unreadyDelay)
