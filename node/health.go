@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -33,4 +35,19 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
+}
+
+// StartingHandler answers requests that arrive while the node is still
+// starting: /healthz responds 200, since the process is alive, and
+// every other path responds 503 UNAVAILABLE with Retry-After.
+func StartingHandler() http.Handler {
+	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: CodeUnavailable, Message: "node is starting; retry"}}})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("starting\n"))
+			return
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		_ = writeBody(w, r, http.StatusServiceUnavailable, "application/json", body)
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -60,4 +62,31 @@ func TestStoreOutageAnswers503(t *testing.T) {
 	expect(t, s.do(request{method: "GET", path: "/v2/r/blobs/" + d.String()}), 200, "")
 	r = s.do(request{method: "POST", path: "/v2/r/blobs/uploads/?digest=" + digestOf(content), body: content})
 	expect(t, r, 201, "")
+}
+
+func TestStartingHandler(t *testing.T) {
+	h := StartingHandler()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"GET", "/healthz", 200, "starting\n"},
+		{"GET", "/readyz", 503, `"UNAVAILABLE"`},
+		{"GET", "/v2/", 503, `"UNAVAILABLE"`},
+		{"PUT", "/v2/r/manifests/latest", 503, `"UNAVAILABLE"`},
+		{"HEAD", "/v2/r/blobs/sha256:" + strings.Repeat("0", 64), 503, ""},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.status {
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, rec.Code, tc.status)
+		}
+		if !strings.Contains(rec.Body.String(), tc.body) || (tc.body == "" && rec.Body.Len() != 0) {
+			t.Errorf("%s %s: body %q, want it to contain %q", tc.method, tc.path, rec.Body.String(), tc.body)
+		}
+		if tc.status == 503 && rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s %s: 503 without Retry-After", tc.method, tc.path)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -99,6 +100,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // serve runs a node until ctx ends, then stops it gracefully.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("node starting", "config", cfg)
+	// The API port is bound before Raft starts: Raft dials its peers
+	// from the node's own address, and one of those connections could
+	// otherwise take the API port first. Until the node is built, every
+	// request gets 503 UNAVAILABLE.
+	api, err := startAPI(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer api.close()
 	store, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -157,7 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if cfg.HTTP.Debug.Addr != "" {
 		startDebug(ctx, cfg.HTTP.Debug.Addr, store, logger)
 	}
-	if err := listen(ctx, cfg, srv, logger); err != nil {
+	if err := api.serve(ctx, srv); err != nil {
 		return err
 	}
 	// Requests in flight are done; hand leadership over before Raft
@@ -325,44 +335,73 @@ func externalURL(cfg *config.Config) string {
 	return cfg.HTTP.Host
 }
 
-// listen serves the API until ctx ends, then drains requests in flight.
-func listen(ctx context.Context, cfg *config.Config, srv *node.Server, logger *slog.Logger) error {
-	hs := &http.Server{
-		Addr:              cfg.HTTP.Addr,
-		Handler:           srv.Handler(),
+// apiServer is the node's API listener. It is bound at start, responds
+// 503 until the node is built, then serves the registry.
+type apiServer struct {
+	hs      *http.Server
+	ln      net.Listener
+	handler atomic.Pointer[http.Handler]
+	errc    chan error
+	cfg     *config.Config
+	logger  *slog.Logger
+	tlsOn   bool
+}
+
+// startAPI binds the API address and starts serving node.StartingHandler.
+func startAPI(cfg *config.Config, logger *slog.Logger) (*apiServer, error) {
+	a := &apiServer{cfg: cfg, logger: logger, errc: make(chan error, 1), tlsOn: cfg.HTTP.TLS.Enabled()}
+	starting := node.StartingHandler()
+	a.handler.Store(&starting)
+	a.hs = &http.Server{
+		Addr: cfg.HTTP.Addr,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*a.handler.Load()).ServeHTTP(w, r)
+		}),
 		MaxHeaderBytes:    maxHeaderBytes,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
-	}
-	tlsOn := cfg.HTTP.TLS.Enabled()
-	if tlsOn {
+	if a.tlsOn {
 		tc, err := tlsConfig(cfg.HTTP.TLS)
 		if err != nil {
-			ln.Close()
-			return err
+			return nil, err
 		}
-		hs.TLSConfig = tc
+		a.hs.TLSConfig = tc
 	} else {
 		logger.Warn("TLS is off: set http.tls.certificate and http.tls.key to serve HTTPS")
 	}
-	srv.SetReady(true)
-	errc := make(chan error, 1)
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	a.ln = ln
 	go func() {
-		if tlsOn {
-			errc <- hs.ServeTLS(ln, "", "")
+		if a.tlsOn {
+			a.errc <- a.hs.ServeTLS(ln, "", "")
 		} else {
-			errc <- hs.Serve(ln)
+			a.errc <- a.hs.Serve(ln)
 		}
 	}()
-	logger.Info("node listening", "addr", ln.Addr().String(), "tls", tlsOn)
+	logger.Info("node listening", "addr", ln.Addr().String(), "tls", a.tlsOn)
+	return a, nil
+}
+
+// close stops the listener at once; after serve returned it does nothing.
+func (a *apiServer) close() {
+	_ = a.hs.Close()
+}
+
+// serve hands requests to srv until ctx ends, then drains requests in
+// flight.
+func (a *apiServer) serve(ctx context.Context, srv *node.Server) error {
+	h := srv.Handler()
+	a.handler.Store(&h)
+	srv.SetReady(true)
+	a.logger.Info("node serving", "addr", a.ln.Addr().String())
 
 	select {
-	case err := <-errc:
+	case err := <-a.errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -370,19 +409,19 @@ func listen(ctx context.Context, cfg *config.Config, srv *node.Server, logger *s
 	// balancers stop sending requests before the listener closes: a
 	// request that reaches a closing listener gets no response.
 	srv.SetReady(false)
-	logger.Info("node stopping: not ready, still serving", "delay", unreadyDelay)
+	a.logger.Info("node stopping: not ready, still serving", "delay", unreadyDelay)
 	time.Sleep(unreadyDelay)
-	logger.Info("node stopping: draining requests in flight")
-	drain := cfg.HTTP.DrainTimeout
+	a.logger.Info("node stopping: draining requests in flight")
+	drain := a.cfg.HTTP.DrainTimeout
 	if drain <= 0 {
 		drain = defaultDrain
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		logger.Warn("drain ended before every request finished", "err", err)
+	if err := a.hs.Shutdown(sctx); err != nil {
+		a.logger.Warn("drain ended before every request finished", "err", err)
 	}
-	logger.Info("node stopped")
+	a.logger.Info("node stopped")
 	return nil
 }
 

@@ -106,7 +106,7 @@ func StartS3(t testing.TB, opts ...S3Option) S3Server {
 
 	var lastErr error
 	for try := 1; try <= s3StartTries; try++ {
-		port := freePort(t)
+		port := FreePort(t, "127.0.0.1")
 		srv.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		args := []string{
 			"--access", srv.AccessKey, "--secret", srv.SecretKey,
@@ -134,7 +134,7 @@ func StartS3(t testing.TB, opts ...S3Option) S3Server {
 		if lastErr == nil {
 			break
 		}
-		// Another process may have taken the port between freePort and
+		// Another process may have taken the port between FreePort and
 		// the start: stop this one and try another port.
 		proc.stop()
 	}
@@ -258,17 +258,6 @@ func (p *s3Process) stop() {
 			<-p.done
 		}
 	})
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(t testing.TB, n int) string {

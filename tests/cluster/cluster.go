@@ -642,12 +642,7 @@ func readStatus(body io.Reader) (Status, error) {
 // freePort returns a TCP port on ip that was free a moment ago.
 func freePort(t testing.TB, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("find a free port on %s: %v", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testenv.FreePort(t, ip)
 }
 
 // filterEnv returns env without the entries whose key starts with prefix.
