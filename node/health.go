@@ -37,7 +37,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
 }
 
-// StartingHandler answers requests that arrive while the node is still
+// StartingHandler responds to requests that arrive while the node is still
 // starting: /healthz responds 200, since the process is alive, and
 // every other path responds 503 UNAVAILABLE with Retry-After.
 func StartingHandler() http.Handler {
