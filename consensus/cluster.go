@@ -53,6 +53,8 @@ func (n *Node) Info() NodeInfo {
 	addr, id := n.raft.LeaderWithID()
 	stats := n.raft.Stats()
 	term, _ := strconv.ParseUint(stats["term"], 10, 64)
+	snapshot, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
+	first, _ := n.store.FirstIndex()
 	return NodeInfo{
 		ID:            n.id,
 		Address:       n.advertise,
@@ -63,6 +65,8 @@ func (n *Node) Info() NodeInfo {
 		Term:          term,
 		CommitIndex:   n.raft.CommitIndex(),
 		AppliedIndex:  n.raft.AppliedIndex(),
+		SnapshotIndex: snapshot,
+		FirstLogIndex: first,
 	}
 }
 
@@ -248,6 +252,8 @@ type Status struct {
 	Term          uint64         `json:"term"`
 	CommitIndex   uint64         `json:"commit_index"`
 	AppliedIndex  uint64         `json:"applied_index"`
+	SnapshotIndex uint64         `json:"snapshot_index"`
+	FirstLogIndex uint64         `json:"first_log_index"`
 	Servers       []ServerStatus `json:"servers"`
 }
 
@@ -259,6 +265,7 @@ func (n *Node) ClusterStatus(ctx context.Context) Status {
 	st := Status{
 		NodeID: self.ID, State: self.State, LeaderID: self.LeaderID, LeaderAddress: self.LeaderAddress,
 		Term: self.Term, CommitIndex: self.CommitIndex, AppliedIndex: self.AppliedIndex,
+		SnapshotIndex: self.SnapshotIndex, FirstLogIndex: self.FirstLogIndex,
 	}
 	servers := n.servers()
 	st.Servers = make([]ServerStatus, len(servers))

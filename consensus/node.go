@@ -39,8 +39,13 @@ type Config struct {
 	BootstrapExpect int
 	// TLS is the node's cluster identity. It is required for a
 	// network transport: node-to-node traffic is always mutual TLS.
-	TLS    TLSFiles
-	Logger *slog.Logger
+	TLS TLSFiles
+	// SnapshotThreshold, SnapshotInterval and TrailingLogs set Raft's
+	// options of the same names; zero keeps Raft's defaults.
+	SnapshotThreshold int
+	SnapshotInterval  time.Duration
+	TrailingLogs      int
+	Logger            *slog.Logger
 }
 
 // Timeouts tuned for a LAN: with heartbeat and election at 500 ms, a new
@@ -129,6 +134,15 @@ func Open(cfg Config) (*Node, error) {
 	rc.HeartbeatTimeout = heartbeatTimeout
 	rc.ElectionTimeout = electionTimeout
 	rc.LeaderLeaseTimeout = leaderLeaseTimeout
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = uint64(cfg.SnapshotThreshold)
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = uint64(cfg.TrailingLogs)
+	}
 
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {

@@ -49,6 +49,12 @@ type NodeInfo struct {
 	Term          uint64 `json:"term"`
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
+	// SnapshotIndex is the last index in this node's newest snapshot, 0
+	// before the first one.
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	// FirstLogIndex is the oldest entry still in this node's log; the
+	// entries before it were compacted into a snapshot.
+	FirstLogIndex uint64 `json:"first_log_index"`
 }
 
 type joinRequest struct {

@@ -109,6 +109,8 @@ type clusterStatus struct {
 	Term          uint64 `json:"term"`
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	FirstLogIndex uint64 `json:"first_log_index"`
 	Servers       []struct {
 		ID           string `json:"id"`
 		Address      string `json:"address"`
@@ -133,8 +135,9 @@ func printClusterStatus(ctx context.Context, client *adminClient, stdout io.Writ
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("invalid status: %w", err)
 	}
-	fmt.Fprintf(stdout, "node %s (%s), leader %s at %s, term %d, commit index %d, applied index %d\n\n",
+	fmt.Fprintf(stdout, "node %s (%s), leader %s at %s, term %d, commit index %d, applied index %d\n",
 		st.NodeID, st.State, st.LeaderID, st.LeaderAddress, st.Term, st.CommitIndex, st.AppliedIndex)
+	fmt.Fprintf(stdout, "snapshot index %d, first log index %d\n\n", st.SnapshotIndex, st.FirstLogIndex)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tROLE\tAPPLIED\tLAG")
 	for _, s := range st.Servers {

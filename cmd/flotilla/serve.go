@@ -119,14 +119,17 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	cc := cfg.Cluster
 	rn, err := consensus.Open(consensus.Config{
-		NodeID:          nodeID,
-		DataDir:         cc.DataDir,
-		Bind:            cc.Bind,
-		Advertise:       cc.Advertise,
-		Peers:           cc.Peers,
-		BootstrapExpect: cc.BootstrapExpect,
-		TLS:             consensus.TLSFiles{Certificate: cc.TLS.Certificate, Key: cc.TLS.Key, CA: cc.TLS.CA},
-		Logger:          logger,
+		NodeID:            nodeID,
+		DataDir:           cc.DataDir,
+		Bind:              cc.Bind,
+		Advertise:         cc.Advertise,
+		Peers:             cc.Peers,
+		BootstrapExpect:   cc.BootstrapExpect,
+		TLS:               consensus.TLSFiles{Certificate: cc.TLS.Certificate, Key: cc.TLS.Key, CA: cc.TLS.CA},
+		SnapshotThreshold: cc.SnapshotThreshold,
+		SnapshotInterval:  cc.SnapshotInterval,
+		TrailingLogs:      cc.TrailingLogs,
+		Logger:            logger,
 	})
 	if err != nil {
 		return err

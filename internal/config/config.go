@@ -209,6 +209,9 @@ type S3 struct {
 	ChunkSize int64
 }
 
+// MinSnapshotInterval is the shortest cluster.snapshotinterval.
+const MinSnapshotInterval = 100 * time.Millisecond
+
 // Cluster configures Raft replication between nodes.
 type Cluster struct {
 	// NodeID is this node's Raft server ID. Load leaves it empty when it
@@ -232,6 +235,17 @@ type Cluster struct {
 	TLS             ClusterTLS
 	// Reads is ReadsLinearizable (the default) or ReadsStale.
 	Reads string
+	// SnapshotThreshold is the number of log entries since the last
+	// snapshot that makes the node take a new one; zero keeps Raft's
+	// default of 8192.
+	SnapshotThreshold int
+	// SnapshotInterval is how often the node checks SnapshotThreshold;
+	// zero keeps Raft's default of two minutes.
+	SnapshotInterval time.Duration
+	// TrailingLogs is the number of log entries kept after a snapshot.
+	// A peer that lags by fewer entries catches up from the log instead
+	// of a whole snapshot. Zero keeps Raft's default of 10240.
+	TrailingLogs int
 }
 
 // ClusterTLS configures mutual TLS between nodes. All three paths are set,

@@ -135,6 +135,9 @@ cluster:
     key: /certs/node.key
     ca: /certs/ca.pem
   reads: Stale
+  snapshotthreshold: 64
+  snapshotinterval: 5s
+  trailinglogs: 32
 `,
 			check: func(t *testing.T, c *Config) {
 				check(t, "Log.Level", c.Log.Level, "debug")
@@ -144,6 +147,9 @@ cluster:
 				check(t, "HTTP.Prefix", c.HTTP.Prefix, "/nested/")
 				check(t, "HTTP.RelativeURLs", c.HTTP.RelativeURLs, true)
 				check(t, "HTTP.DrainTimeout", c.HTTP.DrainTimeout, 45*time.Second)
+				check(t, "Cluster.SnapshotThreshold", c.Cluster.SnapshotThreshold, 64)
+				check(t, "Cluster.SnapshotInterval", c.Cluster.SnapshotInterval, 5*time.Second)
+				check(t, "Cluster.TrailingLogs", c.Cluster.TrailingLogs, 32)
 				check(t, "HTTP.MaxManifestSize", c.HTTP.MaxManifestSize, int64(8<<20))
 				check(t, "HTTP.TLS.Certificate", c.HTTP.TLS.Certificate, "/certs/domain.crt")
 				check(t, "HTTP.TLS.Key", c.HTTP.TLS.Key, "/certs/domain.key")
@@ -887,6 +893,18 @@ func TestLoadInvalidValues(t *testing.T) {
 			env:  []string{"REGISTRY_CLUSTER_READS=eventual"},
 			kind: ErrInvalidValue,
 			want: []string{"cluster.reads", `"eventual"`},
+		},
+		{
+			name: "snapshot interval too short",
+			env:  []string{"REGISTRY_CLUSTER_SNAPSHOTINTERVAL=1ms"},
+			kind: ErrInvalidValue,
+			want: []string{"cluster.snapshotinterval", "1ms", "100ms"},
+		},
+		{
+			name: "negative trailing logs",
+			env:  []string{"REGISTRY_CLUSTER_TRAILINGLOGS=-1"},
+			kind: ErrInvalidValue,
+			want: []string{"cluster.trailinglogs", "-1"},
 		},
 		{
 			name: "token auth in file",

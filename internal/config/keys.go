@@ -111,6 +111,13 @@ var settings = []setting{
 	stringKey("cluster.tls.key", func(c *Config) *string { return &c.Cluster.TLS.Key }),
 	stringKey("cluster.tls.ca", func(c *Config) *string { return &c.Cluster.TLS.CA }),
 	stringKey("cluster.reads", func(c *Config) *string { return &c.Cluster.Reads }),
+	intKey("cluster.snapshotthreshold", func(c *Config) *int {
+		return &c.Cluster.SnapshotThreshold
+	}),
+	durationKey("cluster.snapshotinterval", func(c *Config) *time.Duration {
+		return &c.Cluster.SnapshotInterval
+	}),
+	intKey("cluster.trailinglogs", func(c *Config) *int { return &c.Cluster.TrailingLogs }),
 }
 
 // stringKey and the functions below build the setting for a field of

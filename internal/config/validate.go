@@ -159,6 +159,17 @@ func (c *Config) validateCluster(v *validator) {
 			"%d nodes are expected but cluster.peers is empty", cl.BootstrapExpect)
 	}
 	v.oneOf("cluster.reads", cl.Reads, ReadsLinearizable, ReadsStale)
+	if cl.SnapshotThreshold < 0 {
+		v.invalid("cluster.snapshotthreshold", "%d is negative", cl.SnapshotThreshold)
+	}
+	if cl.SnapshotInterval < 0 {
+		v.invalid("cluster.snapshotinterval", "%s is negative", cl.SnapshotInterval)
+	} else if cl.SnapshotInterval > 0 && cl.SnapshotInterval < MinSnapshotInterval {
+		v.invalid("cluster.snapshotinterval", "%s is shorter than %s", cl.SnapshotInterval, MinSnapshotInterval)
+	}
+	if cl.TrailingLogs < 0 {
+		v.invalid("cluster.trailinglogs", "%d is negative", cl.TrailingLogs)
+	}
 
 	t := cl.TLS
 	if t.Certificate != "" || t.Key != "" || t.CA != "" {

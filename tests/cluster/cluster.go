@@ -605,6 +605,8 @@ type Status struct {
 	Term          uint64         `json:"term"`
 	CommitIndex   uint64         `json:"commit_index"`
 	AppliedIndex  uint64         `json:"applied_index"`
+	SnapshotIndex uint64         `json:"snapshot_index"`
+	FirstLogIndex uint64         `json:"first_log_index"`
 	Servers       []StatusServer `json:"servers"`
 }
 

@@ -16,15 +16,21 @@ import (
 // cliTimeout bounds one run of the flotilla CLI.
 const cliTimeout = 30 * time.Second
 
+// Raft settings of TestWipedNodeRejoins: every node takes a snapshot
+// after a few entries and keeps almost no log behind it, so a node that
+// starts empty can only catch up from a snapshot.
+var snapshotEnv = []string{
+	"REGISTRY_CLUSTER_SNAPSHOTTHRESHOLD=16",
+	"REGISTRY_CLUSTER_SNAPSHOTINTERVAL=200ms",
+	"REGISTRY_CLUSTER_TRAILINGLOGS=4",
+}
+
 // TestWipedNodeRejoins deletes a follower's data folder and restarts it
-// with the same id and address: it must rejoin, catch up and serve the
-// same tags as before.
-//
-// NOTE: the node catches up from the leader's log here, never from a
-// snapshot. The log is compacted only after thousands of entries and a
-// snapshot interval of minutes, and no API or setting forces a snapshot.
+// with the same id and address after the leader compacted its log: the
+// follower must rejoin, catch up from the leader's snapshot and serve
+// the same tags as before.
 func TestWipedNodeRejoins(t *testing.T) {
-	c := Start(t, Options{})
+	c := Start(t, Options{Env: snapshotEnv})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	leader := c.WaitLeader(t)
@@ -37,6 +43,9 @@ func TestWipedNodeRejoins(t *testing.T) {
 		}
 		acked.add(repo, tag, img)
 	}
+	st := waitCompacted(ctx, t, leader)
+	t.Logf("leader %s: snapshot index %d, first log index %d, commit index %d",
+		leader.ID, st.SnapshotIndex, st.FirstLogIndex, st.CommitIndex)
 
 	f := c.Followers(leader)[0]
 	f.Kill(t)
@@ -44,8 +53,39 @@ func TestWipedNodeRejoins(t *testing.T) {
 	f.Restart(t)
 	verifyAcked(ctx, t, []*Node{f}, acked.list(), true)
 	requireServers(ctx, t, c.Members(), "n1", "n2", "n3")
+	// Raft logs this line on a follower that restored a snapshot sent by
+	// the leader; the log since the restart must hold it.
+	logData, err := os.ReadFile(f.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinceRestart := string(logData)
+	if i := strings.LastIndex(sinceRestart, "=== cluster harness: "+f.ID+" start"); i >= 0 {
+		sinceRestart = sinceRestart[i:]
+	}
+	if !strings.Contains(sinceRestart, "Installed remote snapshot") {
+		t.Errorf("%s caught up without installing the leader's snapshot; its log since the restart:\n%s",
+			f.ID, truncate(sinceRestart, 8<<10))
+	}
 	if _, err := os.Stat(f.DataDir + "/admin-token"); err != nil {
 		t.Errorf("the wiped node wrote no new admin token: %v", err)
+	}
+}
+
+// waitCompacted waits until n has a snapshot and has dropped the first
+// log entry, so a peer that needs index 1 must get the snapshot.
+func waitCompacted(ctx context.Context, t *testing.T, n *Node) Status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := n.Status(ctx)
+		if err == nil && st.SnapshotIndex > 0 && st.FirstLogIndex > 1 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s compacted no log within 30 s: status %+v, err %v", n.ID, st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
