@@ -54,6 +54,8 @@ func (s *State) applyLocked(c *Command, index uint64) Result {
 		return s.manifestDelete(c)
 	case OpTagDelete:
 		return s.tagDelete(c)
+	case OpTagPut:
+		return s.tagPut(c)
 	case OpUploadCreate:
 		return s.uploadCreate(c, index)
 	case OpUploadUpdate:
@@ -160,14 +162,9 @@ func (s *State) manifestPut(c *Command, index uint64) Result {
 	if !ok && (len(m.Blobs) > 0 || len(m.Children) > 0) {
 		return fail(codeManifestBlobUnknown, "%s", firstOf(m.Blobs, m.Children))
 	}
-	for _, d := range m.Blobs {
-		if _, linked := r.blobs[d]; !linked {
-			return fail(codeManifestBlobUnknown, "blob %s", d)
-		}
-	}
-	for _, d := range m.Children {
-		if _, present := r.manifests[d]; !present {
-			return fail(codeManifestBlobUnknown, "manifest %s", d)
+	if ok {
+		if res := r.checkReferences(m); res.Code != "" {
+			return res
 		}
 	}
 	r = s.repoForWrite(c.Repo)
@@ -186,16 +183,56 @@ func (s *State) manifestPut(c *Command, index uint64) Result {
 		}
 		refs[m.Digest] = struct{}{}
 	}
-	for _, tag := range append([]string{c.Tag}, c.Tags...) {
-		if tag == "" {
-			continue
+	r.setTags(m.Digest, c.Tag, c.Tags)
+	return Result{}
+}
+
+// tagPut points tags at a manifest that the repository already holds.
+func (s *State) tagPut(c *Command) Result {
+	r, ok := s.repos[c.Repo]
+	if !ok {
+		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	m, ok := r.manifests[c.Digest]
+	if !ok {
+		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	}
+	// The blobs may have been unlinked since the manifest was put; a tag
+	// then fails as a new put of the manifest would.
+	if res := r.checkReferences(m); res.Code != "" {
+		return res
+	}
+	r.setTags(c.Digest, c.Tag, c.Tags)
+	return Result{}
+}
+
+// checkReferences fails unless every blob and child manifest of m is in
+// the repository.
+func (r *repository) checkReferences(m *Manifest) Result {
+	for _, d := range m.Blobs {
+		if _, linked := r.blobs[d]; !linked {
+			return fail(codeManifestBlobUnknown, "blob %s", d)
 		}
-		if _, exists := r.tags[tag]; !exists {
-			r.tagNames.ReplaceOrInsert(tag)
+	}
+	for _, d := range m.Children {
+		if _, present := r.manifests[d]; !present {
+			return fail(codeManifestBlobUnknown, "manifest %s", d)
 		}
-		r.tags[tag] = m.Digest
 	}
 	return Result{}
+}
+
+// setTags points tag and tags, skipping empty ones, at d.
+func (r *repository) setTags(d digest.Digest, tag string, tags []string) {
+	for _, t := range append([]string{tag}, tags...) {
+		if t == "" {
+			continue
+		}
+		if _, exists := r.tags[t]; !exists {
+			r.tagNames.ReplaceOrInsert(t)
+		}
+		r.tags[t] = d
+	}
 }
 
 func firstOf(lists ...[]digest.Digest) digest.Digest {

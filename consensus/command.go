@@ -22,13 +22,17 @@ const (
 	OpManifestPut    Op = "manifest.put"
 	OpManifestDelete Op = "manifest.delete"
 	OpTagDelete      Op = "tag.delete"
-	OpUploadCreate   Op = "upload.create"
-	OpUploadUpdate   Op = "upload.update"
-	OpUploadDelete   Op = "upload.delete"
-	OpUserCreate     Op = "user.create"
-	OpUserPassword   Op = "user.password"
-	OpUserDelete     Op = "user.delete"
-	OpUsersSyncFile  Op = "users.syncfile"
+	// OpTagPut points Tag and Tags at the manifest Digest, which must be
+	// in the repository already. A manifest pushed again under a new tag
+	// needs only this small entry instead of the whole manifest.
+	OpTagPut        Op = "tag.put"
+	OpUploadCreate  Op = "upload.create"
+	OpUploadUpdate  Op = "upload.update"
+	OpUploadDelete  Op = "upload.delete"
+	OpUserCreate    Op = "user.create"
+	OpUserPassword  Op = "user.password"
+	OpUserDelete    Op = "user.delete"
+	OpUsersSyncFile Op = "users.syncfile"
 )
 
 // Command is one replicated change. ID is chosen by the proposer and makes

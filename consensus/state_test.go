@@ -125,6 +125,42 @@ func TestDedupeTableBounded(t *testing.T) {
 	}
 }
 
+func TestTagPut(t *testing.T) {
+	tagPut := func(repo, tag string, d digest.Digest, more ...string) *Command {
+		return &Command{Op: OpTagPut, Repo: repo, Tag: tag, Tags: more, Digest: d}
+	}
+	tests := []struct {
+		name string
+		cmds []*Command
+		want error
+	}{
+		{"manifest present", []*Command{commitBlob("a", "l1"), putManifest("a", "v0", "m1", dg("l1")), tagPut("a", "v1", dg("m1"), "v2")}, nil},
+		{"no repository", []*Command{tagPut("a", "v1", dg("m1"))}, ErrManifestUnknown},
+		{"manifest in other repo", []*Command{putManifest("b", "v0", "m1"), tagPut("a", "v1", dg("m1"))}, ErrManifestUnknown},
+		{"manifest deleted", []*Command{putManifest("a", "v0", "m1"), {Op: OpManifestDelete, Repo: "a", Digest: dg("m1")}, tagPut("a", "v1", dg("m1"))}, ErrManifestUnknown},
+		{"blob unlinked since", []*Command{commitBlob("a", "l1"), putManifest("a", "v0", "m1", dg("l1")), {Op: OpBlobUnlink, Repo: "a", Digest: dg("l1")}, tagPut("a", "v1", dg("m1"))}, ErrManifestBlobUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewState()
+			res := applyAll(t, s, tt.cmds...)
+			err := res[len(res)-1].Err()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("last result error = %v, want %v", err, tt.want)
+			}
+			for _, tag := range []string{"v1", "v2"} {
+				m, gotErr := s.ManifestByTag("a", tag)
+				if tt.want != nil && gotErr == nil {
+					t.Errorf("tag %s exists after a failed tag put", tag)
+				}
+				if tt.want == nil && (gotErr != nil || m.Digest != dg("m1")) {
+					t.Errorf("tag %s: %v, %v; want m1", tag, m, gotErr)
+				}
+			}
+		})
+	}
+}
+
 func TestTagDeleteOnlyThatTag(t *testing.T) {
 	s := NewState()
 	applyAll(t, s, putManifest("a", "v1", "m1"), putManifest("a", "v2", "m1"))

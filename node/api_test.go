@@ -465,3 +465,43 @@ func TestMountWithoutFrom(t *testing.T) {
 	unknown := digest.FromString("never pushed")
 	expect(t, s.do(request{method: "POST", path: "/v2/b/blobs/uploads/?mount=" + unknown.String()}), 202, "")
 }
+
+// TestManifestPutAgainUnderNewTag pushes one manifest under a second and
+// third tag. The node must send a tag command, which leaves the stored
+// manifest as it was (a whole manifest put would move its modify index),
+// and fall back to a whole put after the manifest was deleted.
+func TestManifestPutAgainUnderNewTag(t *testing.T) {
+	s := newTestServer(t)
+	d, m := s.pushImage("r", "v1")
+	before, err := s.raft.State().ManifestByDigest("r", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(tag string, query string) {
+		t.Helper()
+		r := s.do(request{method: "PUT", path: "/v2/r/manifests/" + tag + query, body: m,
+			header: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
+		expect(t, r, 201, "")
+		if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+			t.Fatalf("PUT %s: Docker-Content-Digest %q, want %s", tag, got, d)
+		}
+	}
+	put("v2", "")
+	put(d.String(), "?tag=v3")
+	after, err := s.raft.State().ManifestByDigest("r", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ModifyIndex != before.ModifyIndex {
+		t.Errorf("manifest modify index moved from %d to %d: the new tags carried the whole manifest",
+			before.ModifyIndex, after.ModifyIndex)
+	}
+	for _, tag := range []string{"v1", "v2", "v3"} {
+		expect(t, s.do(request{method: "HEAD", path: "/v2/r/manifests/" + tag}), 200, "")
+	}
+
+	expect(t, s.do(request{method: "DELETE", path: "/v2/r/manifests/" + d.String()}), 202, "")
+	put("v4", "")
+	expect(t, s.do(request{method: "HEAD", path: "/v2/r/manifests/v4"}), 200, "")
+	expect(t, s.do(request{method: "HEAD", path: "/v2/r/manifests/v1"}), 404, "")
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,8 +128,7 @@ func (s *Server) handleManifestPut(w http.ResponseWriter, r *http.Request) error
 		m.Digest = digest.FromBytes(content)
 	}
 
-	c := &consensus.Command{Op: consensus.OpManifestPut, Repo: rt.repo, Tag: tag, Tags: tags, Manifest: m}
-	if _, err := s.apply(r.Context(), c); err != nil {
+	if err := s.putManifest(r.Context(), rt.repo, tag, tags, m); err != nil {
 		return err
 	}
 	h := w.Header()
@@ -140,6 +140,26 @@ func (s *Server) handleManifestPut(w http.ResponseWriter, r *http.Request) error
 	}
 	writeCreated(w, s.location(fmt.Sprintf("/v2/%s/manifests/%s", rt.repo, m.Digest)), m.Digest)
 	return nil
+}
+
+// putManifest stores m and points the tags at it. An image pushed again
+// under a new tag sends a manifest that this node's state already holds.
+// Then a tag command without the manifest comes first, so the Raft log
+// stays small. The state machine checks that the manifest is still there;
+// if it was deleted in between, the whole manifest is put.
+func (s *Server) putManifest(ctx context.Context, repo, tag string, tags []string, m *consensus.Manifest) error {
+	if tag != "" || len(tags) > 0 {
+		if old, err := s.raft.State().ManifestByDigest(repo, m.Digest); err == nil && old.MediaType == m.MediaType {
+			c := &consensus.Command{Op: consensus.OpTagPut, Repo: repo, Digest: m.Digest, Tag: tag, Tags: tags}
+			_, err := s.apply(ctx, c)
+			if !errors.Is(err, consensus.ErrManifestUnknown) {
+				return err
+			}
+		}
+	}
+	c := &consensus.Command{Op: consensus.OpManifestPut, Repo: repo, Tag: tag, Tags: tags, Manifest: m}
+	_, err := s.apply(ctx, c)
+	return err
 }
 
 // maxTagParams bounds the tag query parameters of one manifest PUT.

@@ -39,7 +39,6 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -92,7 +91,7 @@ type Engine struct {
 	logger   *slog.Logger
 	partSize int64
 	maxParts int
-	buffers  sync.Pool
+	buffers  *bufferPool
 }
 
 // Option changes an Engine made by New.
@@ -120,10 +119,7 @@ func New(store blobstore.Store, logger *slog.Logger, opts ...Option) *Engine {
 	for _, opt := range opts {
 		opt(e)
 	}
-	e.buffers.New = func() any {
-		b := make([]byte, 0, e.partSize)
-		return &b
-	}
+	e.buffers = newBufferPool(e.partSize)
 	return e
 }
 

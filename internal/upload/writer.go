@@ -39,7 +39,7 @@ func (e *Engine) newWriter(ctx context.Context, st State) (*writer, error) {
 		// A node with a larger part size wrote this tail.
 		w.buf = make([]byte, 0, st.Tail)
 	} else {
-		w.pooled = e.buffers.Get().(*[]byte)
+		w.pooled = e.buffers.get(int(st.Tail))
 		w.buf = (*w.pooled)[:0]
 	}
 	if st.Tail > 0 {
@@ -55,10 +55,25 @@ func (e *Engine) newWriter(ctx context.Context, st State) (*writer, error) {
 func (w *writer) release() {
 	if w.pooled != nil {
 		*w.pooled = w.buf[:0]
-		w.e.buffers.Put(w.pooled)
+		w.e.buffers.put(w.pooled)
 		w.pooled = nil
 	}
 	w.buf = nil
+}
+
+// grow moves the buffer's content into a pooled buffer of the next
+// larger capacity. It returns false when the buffer already has the
+// part size or more.
+func (w *writer) grow() bool {
+	if w.pooled == nil || cap(w.buf) >= w.e.buffers.largest() {
+		return false
+	}
+	next := w.e.buffers.get(cap(w.buf) + 1)
+	*next = append((*next)[:0], w.buf...)
+	*w.pooled = w.buf[:0]
+	w.e.buffers.put(w.pooled)
+	w.pooled, w.buf = next, *next
+	return true
 }
 
 // readTail reads the tail object into the buffer and checks that it has
@@ -127,6 +142,9 @@ func (w *writer) consume(ctx context.Context, r io.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("upload: read request body: %w", err)
+		}
+		if w.grow() {
+			continue
 		}
 		var next [1]byte
 		n, err = io.ReadFull(src, next[:])
