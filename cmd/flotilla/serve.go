@@ -294,7 +294,7 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		htpasswd.Watch(ctx, path, htpasswdPoll, logger, func(f *htpasswd.File) error {
+		htpasswd.WatchAfter(ctx, path, htpasswdPoll, logger, file, func(f *htpasswd.File) error {
 			return syncUsers(ctx, rn, f, path, logger)
 		})
 	}()

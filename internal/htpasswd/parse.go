@@ -2,6 +2,7 @@ package htpasswd
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,9 @@ type File struct {
 	// Rejected are the users whose hash Flotilla cannot verify, in file
 	// order. They cannot log in.
 	Rejected []Rejected
+
+	// sum is the SHA-256 of the bytes the file was parsed from.
+	sum [sha256.Size]byte
 }
 
 // Entry is one usable line: a user with a bcrypt hash.
@@ -146,8 +150,8 @@ func Parse(r io.Reader) (*File, error) {
 }
 
 func parseBytes(data []byte) (*File, error) {
+	f := &File{sum: sha256.Sum256(data)}
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
-	f := &File{}
 	firstLine := make(map[string]int)
 	lines := strings.Split(string(data), "\n")
 	for i, raw := range lines {

@@ -37,6 +37,13 @@ const (
 // and calls apply again at the next poll. Watch does not log the rejected
 // lines of a file it applies; apply can do so with File.LogRejected.
 func Watch(ctx context.Context, path string, interval time.Duration, logger *slog.Logger, apply func(*File) error) {
+	WatchAfter(ctx, path, interval, logger, nil, apply)
+}
+
+// WatchAfter is Watch for a caller that has already applied the file
+// applied, as returned by Load: apply is called only once the file's
+// content differs from it. A nil applied makes it the same as Watch.
+func WatchAfter(ctx context.Context, path string, interval time.Duration, logger *slog.Logger, applied *File, apply func(*File) error) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
@@ -44,6 +51,9 @@ func Watch(ctx context.Context, path string, interval time.Duration, logger *slo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &watcher{path: path, logger: logger, apply: apply}
+	if applied != nil {
+		w.applied, w.hasApplied = applied.sum, true
+	}
 	w.poll(time.Now())
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()

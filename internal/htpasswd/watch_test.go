@@ -269,3 +269,37 @@ func TestWatchWaitsForFreshContent(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchAfterSkipsAppliedContent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "htpasswd")
+	h := testHash(t, "$2y$", "pw")
+	writeFile(t, path, "alice:"+h+"\n")
+	initial, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	applied := make(chan *File, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WatchAfter(ctx, path, 20*time.Millisecond, slog.New(slog.DiscardHandler), initial, func(f *File) error {
+			applied <- f
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	// The content that the caller applied is not applied again.
+	expectNoApply(t, applied, 200*time.Millisecond)
+	// A change is.
+	writeFile(t, path, "alice:"+h+"\nbob:"+h+"\n")
+	if got := users(waitApplied(t, applied)); got != "alice,bob" {
+		t.Fatalf("users after change = %q, want alice,bob", got)
+	}
+}
