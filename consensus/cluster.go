@@ -302,14 +302,32 @@ func (n *Node) ClusterStatus(ctx context.Context) Status {
 }
 
 // TransferLeadership hands leadership to a caught-up peer when this node
-// leads, so a planned stop costs no election timeout.
+// leads, so a planned stop costs no election timeout. The target is the
+// reachable voter with the highest applied index: a peer that is down
+// cannot take over, and a transfer to it would only time out.
 func (n *Node) TransferLeadership() error {
 	if n.raft.State() != raft.Leader || len(n.servers()) < 2 {
 		return nil
 	}
-	if err := n.raft.LeadershipTransfer().Error(); err != nil {
-		return fmt.Errorf("leadership transfer: %w", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var target *ServerStatus
+	st := n.ClusterStatus(ctx)
+	for i := range st.Servers {
+		s := &st.Servers[i]
+		if s.ID == n.id || !s.Reachable || s.Suffrage != raft.Voter.String() {
+			continue
+		}
+		if target == nil || s.AppliedIndex > target.AppliedIndex {
+			target = s
+		}
 	}
-	n.logger.Info("raft leadership transferred")
+	if target == nil {
+		return fmt.Errorf("leadership transfer: no other voter is reachable")
+	}
+	if err := n.raft.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Address)).Error(); err != nil {
+		return fmt.Errorf("leadership transfer to %s: %w", target.ID, err)
+	}
+	n.logger.Info("raft leadership transferred", "server_id", target.ID)
 	return nil
 }

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/flotilla-registry/flotilla/internal/testenv"
 )
 
 // testCA issues node certificates for cluster tests.
@@ -95,12 +97,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1"))
 }
 
 type testCluster struct {
@@ -365,6 +362,39 @@ func TestClusterAddAndRemoveServer(t *testing.T) {
 	for _, s := range c.nodes[leader].servers() {
 		if s.ID == "n1" {
 			t.Fatal("n1 still in the configuration")
+		}
+	}
+}
+
+// TestTransferLeadershipSkipsStoppedPeer stops a follower and asks the
+// leader to hand over: the live follower must take over at once.
+func TestTransferLeadershipSkipsStoppedPeer(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := c.waitLeader()
+	if _, err := c.nodes[leader].Apply(ctx, putManifest("r", "v1", "m")); err != nil {
+		t.Fatal(err)
+	}
+	// Stop each follower in turn, so that the test covers the stopped
+	// peer being the first choice of Raft's own pick as well.
+	for round := range 2 {
+		leader = c.waitLeader()
+		stopped := (leader + 1 + round) % 3
+		live := 3 - leader - stopped
+		c.stop(stopped)
+		if err := c.nodes[leader].TransferLeadership(); err != nil {
+			t.Fatalf("round %d: transfer with %s stopped: %v", round, fmt.Sprintf("n%d", stopped+1), err)
+		}
+		if got := c.waitLeader(); got != live {
+			t.Fatalf("round %d: leader is n%d, want the live follower n%d", round, got+1, live+1)
+		}
+		c.start(stopped, 3)
+		for c.nodes[stopped].Info().AppliedIndex < c.nodes[live].Info().AppliedIndex {
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: restarted n%d did not catch up", round, stopped+1)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
