@@ -41,7 +41,8 @@ type Config struct {
 	// network transport: node-to-node traffic is always mutual TLS.
 	TLS TLSFiles
 	// SnapshotThreshold, SnapshotInterval and TrailingLogs set Raft's
-	// options of the same names; zero keeps Raft's defaults.
+	// options of the same names. Zero keeps the defaults: Raft's for the
+	// threshold and the trailing logs, 30 s for the interval.
 	SnapshotThreshold int
 	SnapshotInterval  time.Duration
 	TrailingLogs      int
@@ -58,6 +59,11 @@ const (
 	electionTimeout    = 500 * time.Millisecond
 	leaderLeaseTimeout = 500 * time.Millisecond
 	snapshotsRetained  = 2
+	// snapshotInterval is how often Raft checks whether enough entries
+	// arrived for a snapshot. Raft's default of two minutes let the log
+	// grow by 400,000 entries between snapshots at 3,300 writes/s, and
+	// the log file never shrinks.
+	snapshotInterval = 30 * time.Second
 )
 
 // Node is one member of the Raft cluster with its state machine.
@@ -137,6 +143,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = uint64(cfg.SnapshotThreshold)
 	}
+	rc.SnapshotInterval = snapshotInterval
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
 	}

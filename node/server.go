@@ -44,6 +44,16 @@ type Options struct {
 	// ExternalURL, when set, prefixes every Location header (for example
 	// https://registry.example.com); otherwise Locations are relative.
 	ExternalURL string
+	// Prefix is the path under which the API is served, such as
+	// "/registry/" (http.prefix in registry:2). The node then serves
+	// /registry/v2/... and puts the prefix into Location headers. /healthz,
+	// /readyz and the admin API stay at the root.
+	Prefix string
+	// ClientCertRequired denies API and admin requests whose TLS
+	// connection carries no verified client certificate (http.tls.clientcas
+	// in registry:2). The TLS listener verifies certificates that are
+	// given; /healthz and /readyz need none, so health checks keep working.
+	ClientCertRequired bool
 	// StaleReads serves reads from this node's applied state without
 	// confirming leadership first.
 	StaleReads bool
@@ -65,6 +75,8 @@ type Server struct {
 	deleteEnabled   bool
 	maxManifestSize int64
 	externalURL     string
+	prefix          string
+	clientCert      bool
 	staleReads      bool
 	passwordCost    int
 	requestTimeout  time.Duration
@@ -84,6 +96,8 @@ func New(o Options) *Server {
 		deleteEnabled:   o.DeleteEnabled,
 		maxManifestSize: o.MaxManifestSize,
 		externalURL:     strings.TrimSuffix(o.ExternalURL, "/"),
+		prefix:          strings.TrimSuffix(o.Prefix, "/"),
+		clientCert:      o.ClientCertRequired,
 		staleReads:      o.StaleReads,
 		passwordCost:    o.PasswordCost,
 		requestTimeout:  o.RequestTimeout,
@@ -140,6 +154,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	path := r.URL.Path
+	if s.prefix != "" {
+		// Only paths under the prefix reach the API.
+		if rest, ok := strings.CutPrefix(path, s.prefix); ok && (rest == "/v2" || strings.HasPrefix(rest, "/v2/")) {
+			path = rest
+			r.URL.Path = rest
+			r.URL.RawPath = ""
+		} else if path == "/v2" || strings.HasPrefix(path, "/v2/") {
+			path = "/not-found"
+		}
+	}
+	if s.clientCert && path != "/healthz" && path != "/readyz" &&
+		(r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		s.writeError(w, r, &Error{Code: CodeDenied, Message: "a client certificate is required",
+			Status: http.StatusForbidden})
+		return
+	}
 	switch {
 	case path == "/healthz":
 		s.handleHealthz(w, r)
@@ -286,7 +316,7 @@ func (s *Server) methods(r *http.Request, hs map[string]handlerFunc) (handlerFun
 
 // location returns the Location header value for an API path.
 func (s *Server) location(path string) string {
-	return s.externalURL + path
+	return s.externalURL + s.prefix + path
 }
 
 // readIndex makes the index fresh enough for a linearizable read, unless

@@ -28,11 +28,12 @@ const (
 )
 
 type testServer struct {
-	t    *testing.T
-	url  string
-	raft *consensus.Node
-	auth *auth.Authenticator
-	http *http.Client
+	t       *testing.T
+	url     string
+	handler http.Handler
+	raft    *consensus.Node
+	auth    *auth.Authenticator
+	http    *http.Client
 }
 
 type serverOption func(*Options)
@@ -85,7 +86,7 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	srv.SetReady(true)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testServer{t: t, url: hs.URL, raft: rn, auth: authn, http: hs.Client()}
+	return &testServer{t: t, url: hs.URL, handler: srv.Handler(), raft: rn, auth: authn, http: hs.Client()}
 }
 
 type request struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -154,17 +155,19 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 
 	srv := node.New(node.Options{
-		Raft:            rn,
-		Store:           store,
-		Uploads:         upload.New(store, logger, uploadOptions(cfg)...),
-		Auth:            authn,
-		Realm:           realm,
-		AdminToken:      adminToken,
-		DeleteEnabled:   cfg.Storage.Delete.Enabled,
-		MaxManifestSize: cfg.HTTP.MaxManifestSize,
-		ExternalURL:     externalURL(cfg),
-		StaleReads:      cfg.Cluster.Reads == config.ReadsStale,
-		Logger:          logger,
+		Raft:               rn,
+		Store:              store,
+		Uploads:            upload.New(store, logger, uploadOptions(cfg)...),
+		Auth:               authn,
+		Realm:              realm,
+		AdminToken:         adminToken,
+		DeleteEnabled:      cfg.Storage.Delete.Enabled,
+		MaxManifestSize:    cfg.HTTP.MaxManifestSize,
+		ExternalURL:        externalURL(cfg),
+		Prefix:             cfg.HTTP.Prefix,
+		ClientCertRequired: cfg.HTTP.TLS.Enabled() && len(cfg.HTTP.TLS.ClientCAs) > 0,
+		StaleReads:         cfg.Cluster.Reads == config.ReadsStale,
+		Logger:             logger,
 	})
 	go srv.RunUploadExpiry(ctx, uploadMaxAge, uploadSweep)
 	if cfg.HTTP.Debug.Addr != "" {
@@ -203,8 +206,8 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (bl
 
 // uploadOptions applies storage.s3.chunksize, the part size of multipart
 // uploads, to the S3 store when it differs from registry:2's 10 MiB
-// default. Otherwise the engine's 8 MiB parts stay, because every upload
-// in progress buffers one part in memory.
+// default. Otherwise the engine's 8 MiB parts stay: a large upload in
+// progress buffers up to one part in memory.
 func uploadOptions(cfg *config.Config) []upload.Option {
 	s3 := cfg.Storage.S3
 	if cfg.Storage.Driver == config.DriverS3 && s3.ChunkSize > 0 && s3.ChunkSize != config.DefaultS3ChunkSize {
@@ -437,5 +440,24 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 	if t.MinimumTLS == "tls1.3" {
 		min = tls.VersionTLS13
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}, nil
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}
+	if len(t.ClientCAs) > 0 {
+		// As in registry:2, API clients must then present a certificate
+		// signed by one of these CAs. The handshake verifies a certificate
+		// that is given; the node denies API requests without one, so that
+		// health checks need none.
+		pool := x509.NewCertPool()
+		for _, f := range t.ClientCAs {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read TLS client CA: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("TLS client CA file %s contains no PEM certificate", f)
+			}
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }

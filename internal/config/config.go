@@ -109,7 +109,7 @@ type HTTP struct {
 	// rather than in state signed for the client.
 	Secret string
 	// DrainTimeout is the maximum time to wait for open requests when the
-	// server shuts down. Zero means stop without waiting, as in registry:2.
+	// server shuts down. Zero means the node's default of 30 s.
 	DrainTimeout time.Duration
 	TLS          TLS
 	Debug        Debug
@@ -240,7 +240,7 @@ type Cluster struct {
 	// default of 8192.
 	SnapshotThreshold int
 	// SnapshotInterval is how often the node checks SnapshotThreshold;
-	// zero keeps Raft's default of two minutes.
+	// zero means 30 s.
 	SnapshotInterval time.Duration
 	// TrailingLogs is the number of log entries kept after a snapshot.
 	// A peer that lags by fewer entries catches up from the log instead
