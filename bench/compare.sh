@@ -51,7 +51,7 @@ usage() {
 usage: bench/compare.sh [FLAGS]
 
   --quick              tiny sizes, to check that the script works (about 2 minutes)
-  --full               seed 1,000,000 tags in 100,000 repositories in the scale section (about 20 minutes more)
+  --full               seed 1,000,000 tags in 100,000 repositories in the scale section (about 6 minutes more)
   --out DIR            results folder (default: \$TMPDIR/flotilla-bench-DATE)
   --skip LIST          comma-separated sections to leave out: s3,flotilla,cluster,reference,scale
   --keep               keep the work folder (logs, data) after the run
