@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -75,14 +76,31 @@ func (s *State) applyLocked(c *Command, index uint64) Result {
 	}
 }
 
+// repoForWrite returns the repository, created if needed, ready for a
+// change of its maps.
 func (s *State) repoForWrite(name string) *repository {
 	r, ok := s.repos[name]
 	if !ok {
 		r = newRepository(name)
+		r.gen = s.snapshotGen
 		s.repos[name] = r
 		s.repoNames.ReplaceOrInsert(name)
 	}
+	s.own(r)
 	return r
+}
+
+// own copies the tags, manifests and blobs maps of r when a snapshot
+// taken since their last copy shares them, so that the snapshot keeps
+// seeing them unchanged. Every change to those maps comes after own.
+func (s *State) own(r *repository) {
+	if r.gen == s.snapshotGen {
+		return
+	}
+	r.tags = maps.Clone(r.tags)
+	r.manifests = maps.Clone(r.manifests)
+	r.blobs = maps.Clone(r.blobs)
+	r.gen = s.snapshotGen
 }
 
 func (s *State) dropIfEmpty(r *repository) {
@@ -148,6 +166,7 @@ func (s *State) blobUnlink(c *Command) Result {
 	if _, linked := r.blobs[c.Digest]; !linked {
 		return fail(codeBlobUnknown, "%s in %s", c.Digest, c.Repo)
 	}
+	s.own(r)
 	delete(r.blobs, c.Digest)
 	s.dropIfEmpty(r)
 	return Result{}
@@ -202,6 +221,7 @@ func (s *State) tagPut(c *Command) Result {
 	if res := r.checkReferences(m); res.Code != "" {
 		return res
 	}
+	s.own(r)
 	r.setTags(c.Digest, c.Tag, c.Tags)
 	return Result{}
 }
@@ -253,6 +273,7 @@ func (s *State) manifestDelete(c *Command) Result {
 	if !ok {
 		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
 	}
+	s.own(r)
 	delete(r.manifests, c.Digest)
 	deleted := 0
 	for tag, d := range r.tags {
@@ -282,6 +303,7 @@ func (s *State) tagDelete(c *Command) Result {
 	if _, ok := r.tags[c.Tag]; !ok {
 		return fail(codeTagUnknown, "%s in %s", c.Tag, c.Repo)
 	}
+	s.own(r)
 	delete(r.tags, c.Tag)
 	r.tagNames.Delete(c.Tag)
 	s.dropIfEmpty(r)

@@ -85,68 +85,113 @@ type resultRecord struct {
 	Result Result `json:"result"`
 }
 
-// Snapshot copies the maps of the state. The values they point to are
-// never changed in place, so the copy stays consistent while Apply goes on.
+// Snapshot records the state without copying the tags of each
+// repository: the snapshot keeps every repository's tags, manifests and
+// blobs maps, and Apply copies a repository's maps before it changes
+// them (State.own). The values the maps point to are never changed in
+// place, so the snapshot stays consistent while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 
-	snap := &fsmSnapshot{index: f.applied.Load()}
+	s.snapshotGen++
+	snap := &fsmSnapshot{
+		index:   f.applied.Load(),
+		blobs:   make([]*Blob, 0, len(s.blobs)),
+		repos:   make([]repoView, 0, len(s.repos)),
+		uploads: make([]*Upload, 0, len(s.uploads)),
+		users:   make([]*User, 0, len(s.users)),
+		results: make([]resultRecord, 0, len(s.resultOrder)),
+	}
 	for _, b := range s.blobs {
-		snap.records = append(snap.records, snapshotRecord{Blob: b})
+		snap.blobs = append(snap.blobs, b)
 	}
 	for _, r := range s.repos {
-		rec := &repositoryRecord{
-			Name:  r.name,
-			Tags:  make(map[string]digest.Digest, len(r.tags)),
-			Blobs: make(map[digest.Digest]uint64, len(r.blobs)),
-		}
-		for k, v := range r.tags {
-			rec.Tags[k] = v
-		}
-		for k, v := range r.blobs {
-			rec.Blobs[k] = v
-		}
-		snap.records = append(snap.records, snapshotRecord{Repo: rec})
-		for _, m := range r.manifests {
-			snap.records = append(snap.records, snapshotRecord{Manifest: &manifestRecord{Repo: r.name, Manifest: m}})
-		}
+		snap.repos = append(snap.repos, repoView{name: r.name, tags: r.tags, blobs: r.blobs, manifests: r.manifests})
 	}
 	for _, u := range s.uploads {
-		snap.records = append(snap.records, snapshotRecord{Upload: u})
+		snap.uploads = append(snap.uploads, u)
 	}
 	for _, u := range s.users {
-		snap.records = append(snap.records, snapshotRecord{User: u})
+		snap.users = append(snap.users, u)
 	}
 	for i := range s.resultOrder {
 		id := s.resultOrder[(s.resultNext+i)%len(s.resultOrder)]
-		snap.records = append(snap.records, snapshotRecord{Result: &resultRecord{ID: id, Result: s.results[id]}})
+		snap.results = append(snap.results, resultRecord{ID: id, Result: s.results[id]})
 	}
 	return snap, nil
 }
 
-type fsmSnapshot struct {
-	index   uint64
-	records []snapshotRecord
+// repoView is a repository's maps as a snapshot keeps them.
+type repoView struct {
+	name      string
+	tags      map[string]digest.Digest
+	blobs     map[digest.Digest]uint64
+	manifests map[digest.Digest]*Manifest
 }
 
-// Persist writes one JSON record per line, the version first.
+type fsmSnapshot struct {
+	index   uint64
+	blobs   []*Blob
+	repos   []repoView
+	uploads []*Upload
+	users   []*User
+	results []resultRecord
+}
+
+// Persist writes one JSON record per line: the version first, then the
+// blobs, each repository followed by its manifests, the uploads, the
+// users and the remembered results.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, 1<<20)
-	enc := json.NewEncoder(w)
-	err := enc.Encode(snapshotRecord{Version: snapshotVersion, Index: s.index})
-	for i := 0; err == nil && i < len(s.records); i++ {
-		err = enc.Encode(&s.records[i])
+	if err := s.encode(json.NewEncoder(w)); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	if err == nil {
-		err = w.Flush()
-	}
-	if err != nil {
+	if err := w.Flush(); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
 	return sink.Close()
+}
+
+func (s *fsmSnapshot) encode(enc *json.Encoder) error {
+	if err := enc.Encode(snapshotRecord{Version: snapshotVersion, Index: s.index}); err != nil {
+		return err
+	}
+	for _, b := range s.blobs {
+		if err := enc.Encode(snapshotRecord{Blob: b}); err != nil {
+			return err
+		}
+	}
+	for _, r := range s.repos {
+		rec := repositoryRecord{Name: r.name, Tags: r.tags, Blobs: r.blobs}
+		if err := enc.Encode(snapshotRecord{Repo: &rec}); err != nil {
+			return err
+		}
+		for _, m := range r.manifests {
+			if err := enc.Encode(snapshotRecord{Manifest: &manifestRecord{Repo: r.name, Manifest: m}}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, u := range s.uploads {
+		if err := enc.Encode(snapshotRecord{Upload: u}); err != nil {
+			return err
+		}
+	}
+	for _, u := range s.users {
+		if err := enc.Encode(snapshotRecord{User: u}); err != nil {
+			return err
+		}
+	}
+	for i := range s.results {
+		if err := enc.Encode(snapshotRecord{Result: &s.results[i]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Release is a no-op: the snapshot holds no resources.

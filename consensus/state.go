@@ -29,6 +29,11 @@ type State struct {
 	results     map[string]Result
 	resultOrder []string // ring of ids in results, oldest at resultNext
 	resultNext  int
+
+	// snapshotGen counts the snapshots taken. A snapshot keeps the tags,
+	// manifests and blobs maps of every repository as they are, and a
+	// repository copies its maps before its next change (see own).
+	snapshotGen uint64
 }
 
 type repository struct {
@@ -38,6 +43,9 @@ type repository struct {
 	manifests map[digest.Digest]*Manifest
 	blobs     map[digest.Digest]uint64 // link creation index
 	referrers map[digest.Digest]map[digest.Digest]struct{}
+	// gen is the snapshotGen at which tags, manifests and blobs became
+	// this repository's own; below the State's, a snapshot shares them.
+	gen uint64
 }
 
 func lessString(a, b string) bool { return a < b }
