@@ -208,13 +208,9 @@ func (s *State) manifestPut(c *Command, index uint64) Result {
 
 // tagPut points tags at a manifest that the repository already holds.
 func (s *State) tagPut(c *Command) Result {
-	r, ok := s.repos[c.Repo]
-	if !ok {
-		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
-	}
-	m, ok := r.manifests[c.Digest]
-	if !ok {
-		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	r, m, res := s.storedManifest(c.Repo, c.Digest)
+	if m == nil {
+		return res
 	}
 	// The blobs may have been unlinked since the manifest was put; a tag
 	// then fails as a new put of the manifest would.
@@ -264,14 +260,21 @@ func firstOf(lists ...[]digest.Digest) digest.Digest {
 	return ""
 }
 
-func (s *State) manifestDelete(c *Command) Result {
-	r, ok := s.repos[c.Repo]
-	if !ok {
-		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+// storedManifest returns the repository and the manifest d in it, or a
+// MANIFEST_UNKNOWN result and a nil manifest.
+func (s *State) storedManifest(repo string, d digest.Digest) (*repository, *Manifest, Result) {
+	if r, ok := s.repos[repo]; ok {
+		if m, ok := r.manifests[d]; ok {
+			return r, m, Result{}
+		}
 	}
-	m, ok := r.manifests[c.Digest]
-	if !ok {
-		return fail(codeManifestUnknown, "%s in %s", c.Digest, c.Repo)
+	return nil, nil, fail(codeManifestUnknown, "%s in %s", d, repo)
+}
+
+func (s *State) manifestDelete(c *Command) Result {
+	r, m, res := s.storedManifest(c.Repo, c.Digest)
+	if m == nil {
+		return res
 	}
 	s.own(r)
 	delete(r.manifests, c.Digest)
