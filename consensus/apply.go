@@ -191,7 +191,11 @@ func (s *State) manifestPut(c *Command, index uint64) Result {
 	stored.ModifyIndex = index
 	stored.CreateIndex = index
 	if old, exists := r.manifests[m.Digest]; exists {
+		// The same bytes again. A manifest without a mediaType field
+		// takes its type from the Content-Type of the first PUT, and a
+		// later PUT with another Content-Type does not change it.
 		stored.CreateIndex = old.CreateIndex
+		stored.MediaType = old.MediaType
 	}
 	r.manifests[m.Digest] = &stored
 	if m.Subject != "" {

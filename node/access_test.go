@@ -18,7 +18,13 @@ import (
 func TestPrefix(t *testing.T) {
 	s := newTestServer(t, func(o *Options) { o.Prefix = "/registry/" })
 	expect(t, s.do(request{method: "GET", path: "/registry/v2/"}), 200, "")
-	expect(t, s.do(request{method: "GET", path: "/v2/"}), 404, "NAME_UNKNOWN")
+	for _, path := range []string{"/v2/", "/other"} {
+		r := s.do(request{method: "GET", path: path})
+		expect(t, r, 404, "")
+		if r.code() != "" {
+			t.Errorf("GET %s: OCI error code %q outside the API, want a plain 404", path, r.code())
+		}
+	}
 	expect(t, s.do(request{method: "GET", path: "/healthz"}), 200, "")
 
 	content := []byte("layer under a prefix")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,9 @@ func StartingHandler() http.Handler {
 		if r.URL.Path == "/healthz" {
 			_ = writeBody(w, r, http.StatusOK, "text/plain; charset=utf-8", []byte("starting\n"))
 			return
+		}
+		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+			w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		_ = writeBody(w, r, http.StatusServiceUnavailable, "application/json", body)

@@ -149,7 +149,7 @@ func (s *Server) handleManifestPut(w http.ResponseWriter, r *http.Request) error
 // if it was deleted in between, the whole manifest is put.
 func (s *Server) putManifest(ctx context.Context, repo, tag string, tags []string, m *consensus.Manifest) error {
 	if tag != "" || len(tags) > 0 {
-		if old, err := s.raft.State().ManifestByDigest(repo, m.Digest); err == nil && old.MediaType == m.MediaType {
+		if _, err := s.raft.State().ManifestByDigest(repo, m.Digest); err == nil {
 			c := &consensus.Command{Op: consensus.OpTagPut, Repo: repo, Digest: m.Digest, Tag: tag, Tags: tags}
 			_, err := s.apply(ctx, c)
 			if !errors.Is(err, consensus.ErrManifestUnknown) {

@@ -182,7 +182,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case path == "/v2" || strings.HasPrefix(path, "/v2/"):
 	default:
-		s.writeError(w, r, &Error{Code: CodeNameUnknown, Message: "not found", Status: http.StatusNotFound})
+		// Outside the API, as in registry:2: a plain 404 without an OCI
+		// error code, which would name a repository.
+		http.NotFound(w, r)
 		return
 	}
 

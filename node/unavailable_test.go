@@ -88,5 +88,9 @@ func TestStartingHandler(t *testing.T) {
 		if tc.status == 503 && rec.Header().Get("Retry-After") == "" {
 			t.Errorf("%s %s: 503 without Retry-After", tc.method, tc.path)
 		}
+		api := strings.HasPrefix(tc.path, "/v2/")
+		if got := rec.Header().Get("Docker-Distribution-API-Version"); api != (got == "registry/2.0") {
+			t.Errorf("%s %s: Docker-Distribution-API-Version %q", tc.method, tc.path, got)
+		}
 	}
 }

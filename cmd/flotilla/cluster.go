@@ -53,6 +53,7 @@ func runCluster(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cmd.url, "url", envOr("FLOTILLA_URL", defaultAdminURL), "`URL` of a node (env FLOTILLA_URL)")
 	fs.StringVar(&cmd.cacert, "cacert", "", "PEM `FILE` with the CA certificates to trust instead of the system's")
+	clientCertFlags(fs, &cmd)
 	fs.StringVar(&cmd.username, "username", "", "admin user `NAME`; the password comes from FLOTILLA_PASSWORD or a prompt")
 	fs.StringVar(&cmd.datadir, "datadir", "", "node data `DIR` whose admin-token file authenticates the request")
 	asJSON := fs.Bool("json", false, "print the status as JSON")

@@ -46,14 +46,23 @@ func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// localURL returns the /healthz URL of the node on this host: the
+// listen address's own IP when it names one, else the loopback address.
 func localURL(cfg *config.Config) string {
 	scheme := "http"
 	if cfg.HTTP.TLS.Enabled() {
 		scheme = "https"
 	}
-	_, port, err := net.SplitHostPort(cfg.HTTP.Addr)
+	host, port, err := net.SplitHostPort(cfg.HTTP.Addr)
 	if err != nil {
-		port = "5000"
+		host, port = "", "5000"
 	}
-	return fmt.Sprintf("%s://127.0.0.1:%s/healthz", scheme, port)
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil || ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip.Equal(net.IPv6unspecified):
+		host = "::1"
+	}
+	return fmt.Sprintf("%s://%s/healthz", scheme, net.JoinHostPort(host, port))
 }

@@ -45,7 +45,8 @@ const (
 	// turned 503, longer than the health-check interval of the load
 	// balancer in the compose file (1 s).
 	unreadyDelay = 2 * time.Second
-	// usersWait bounds the wait for the first htpasswd import at start.
+	// usersWait is how long the start waits for the first htpasswd
+	// import before it logs a warning; it goes on waiting after that.
 	usersWait = 30 * time.Second
 	// uploadMaxAge is how long an untouched upload session lives, the
 	// same week as registry:2's upload purging.
@@ -148,6 +149,10 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		realm = h.Realm
 		authn, err = startUsers(ctx, rn, h.Path, logger)
 		if err != nil {
+			if ctx.Err() != nil {
+				logger.Info("node stopped while starting")
+				return nil
+			}
 			return err
 		}
 	} else {
@@ -278,8 +283,8 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 	}
 	// The import goes through Raft, which may have no leader yet while a
 	// cluster forms, so it runs in the background and is retried. The
-	// node waits for the first import, up to usersWait, before it serves,
-	// so that a client's first login right after a start succeeds.
+	// node waits for the first import before it serves, so that a
+	// client's first login right after a start succeeds.
 	imported := make(chan struct{})
 	go func() {
 		for attempt := 1; ; attempt++ {
@@ -301,11 +306,23 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 			return syncUsers(ctx, rn, f, path, logger)
 		})
 	}()
-	select {
-	case <-imported:
-	case <-ctx.Done():
-	case <-time.After(usersWait):
-		logger.Warn("serving before the htpasswd users were imported: no raft leader yet", "waited", usersWait)
+	// Until the import is through, the starting handler responds 503, so
+	// a user is never refused for a password the node has not seen yet.
+	waited := time.NewTimer(usersWait)
+	defer waited.Stop()
+	for {
+		select {
+		case <-imported:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-waited.C:
+			logger.Warn("still waiting for the htpasswd import: no raft leader yet", "waited", usersWait)
+			continue
+		}
+		break
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	lookup := func(name string) (auth.User, bool) {
 		u, ok := rn.State().User(name)

@@ -65,6 +65,7 @@ type userCommand struct {
 	user          string // NAME operand
 	url           string
 	cacert        string
+	cert, key     string // client certificate for http.tls.clientcas
 	username      string
 	datadir       string
 	passwordStdin bool
@@ -125,6 +126,7 @@ func parseUserArgs(args []string, stderr io.Writer) (userCommand, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cmd.url, "url", envOr("FLOTILLA_URL", defaultAdminURL), "`URL` of a node or of the load balancer in front of the nodes (env FLOTILLA_URL)")
 	fs.StringVar(&cmd.cacert, "cacert", "", "PEM `FILE` with the CA certificates to trust instead of the system's")
+	clientCertFlags(fs, &cmd)
 	fs.StringVar(&cmd.username, "username", "", "admin user `NAME` to authenticate as; the password comes from FLOTILLA_PASSWORD or a prompt")
 	fs.StringVar(&cmd.datadir, "datadir", "", "node data `DIR` whose admin-token file authenticates the request; run on the node's host")
 	stdinHelp := "read the admin password from standard input"
@@ -315,18 +317,36 @@ type adminClient struct {
 	authorization string // Authorization header value
 }
 
+// clientCertFlags adds the flags of the client certificate that a node
+// with http.tls.clientcas requires.
+func clientCertFlags(fs *flag.FlagSet, cmd *userCommand) {
+	fs.StringVar(&cmd.cert, "cert", "", "PEM `FILE` with a client certificate, for a node that requires one (http.tls.clientcas)")
+	fs.StringVar(&cmd.key, "key", "", "PEM `FILE` with the key of --cert")
+}
+
 func newAdminClient(cmd userCommand, secrets *secretReader) (*adminClient, error) {
 	base, err := parseAdminURL(cmd.url)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if cmd.cacert != "" {
 		pool, err := loadCertPool(cmd.cacert)
 		if err != nil {
 			return nil, err
 		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		transport.TLSClientConfig.RootCAs = pool
+	}
+	if (cmd.cert == "") != (cmd.key == "") {
+		return nil, usageError{errors.New("--cert and --key go together")}
+	}
+	if cmd.cert != "" {
+		pair, err := tls.LoadX509KeyPair(cmd.cert, cmd.key)
+		if err != nil {
+			return nil, fmt.Errorf("load --cert and --key: %w", err)
+		}
+		transport.TLSClientConfig.Certificates = []tls.Certificate{pair}
 	}
 	c := &adminClient{base: base, http: &http.Client{Transport: transport, Timeout: userTimeout}}
 	if cmd.datadir != "" {

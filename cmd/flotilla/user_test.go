@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
@@ -506,5 +508,53 @@ func TestUserNameEscaped(t *testing.T) {
 	}
 	if got := env.node.lastPath; got != "/flotilla/v1/users/a%2Fb%3Fc" {
 		t.Errorf("request path = %q, want the name escaped as one segment", got)
+	}
+}
+
+// TestUserListWithClientCertificate runs "flotilla user list" against a
+// node that requires a client certificate, with and without --cert.
+func TestUserListWithClientCertificate(t *testing.T) {
+	t.Setenv("FLOTILLA_URL", "")
+	dir := t.TempDir()
+	caFile, caKeyFile := writeSelfSigned(t, dir, "clients")
+	ca, err := tls.LoadX509KeyPair(caFile, caKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := writeSignedClient(t, dir, "admin", ca)
+
+	node := newFakeNode()
+	srv := httptest.NewUnstartedServer(node.handler())
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Leaf)
+	srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	serverCA := filepath.Join(dir, "server-ca.pem")
+	if err := os.WriteFile(serverCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	datadir := filepath.Join(dir, "data")
+	if err := os.Mkdir(datadir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(datadir, adminTokenFile), []byte(node.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(extra ...string) (int, string) {
+		args := append([]string{"list", "--url", srv.URL, "--cacert", serverCA, "--datadir", datadir}, extra...)
+		var stdout, stderr bytes.Buffer
+		code := runUser(args, strings.NewReader(""), &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+	if code, out := run("--cert", certFile, "--key", keyFile); code != 0 || !strings.Contains(out, "moby") {
+		t.Errorf("with --cert: exit %d, output %q; want the user list", code, out)
+	}
+	if code, _ := run(); code == 0 {
+		t.Error("without --cert: exit 0, want a failure")
+	}
+	if code, out := run("--cert", certFile); code != 2 || !strings.Contains(out, "--key") {
+		t.Errorf("--cert without --key: exit %d, output %q; want a usage error", code, out)
 	}
 }
