@@ -23,7 +23,7 @@ func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 	} else {
 		cfg, _, err := config.Load(os.Getenv(config.EnvConfigPath), os.Environ())
 		if err != nil {
-			fmt.Fprintf(stderr, "healthcheck: invalid configuration: %v\n", err)
+			fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 			return 1
 		}
 		url = localURL(cfg)

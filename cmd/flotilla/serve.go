@@ -75,7 +75,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, warnings, err := config.Load(path, os.Environ())
 	if err != nil {
-		fmt.Fprintf(stderr, "flotilla: invalid configuration:\n%v\n", err)
+		fmt.Fprintf(stderr, "flotilla: %v\n", err)
 		return 1
 	}
 	logger, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Formatter)

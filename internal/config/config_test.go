@@ -1158,6 +1158,10 @@ func TestValidateProgrammaticConfig(t *testing.T) {
 			func(c *Config) { c.HTTP.Prefix = "/nested" },
 			`http.prefix (REGISTRY_HTTP_PREFIX): "/nested"`,
 		},
+		{"prefix with a query", func(c *Config) { c.HTTP.Prefix = "/reg?x/" }, `"/reg?x/" is not a plain path`},
+		{"prefix with an escape", func(c *Config) { c.HTTP.Prefix = "/reg%2F/" }, `"/reg%2F/" is not a plain path`},
+		{"prefix with dot dot", func(c *Config) { c.HTTP.Prefix = "/a/../" }, `"/a/../" is not a plain path`},
+		{"prefix with empty segment", func(c *Config) { c.HTTP.Prefix = "/a//b/" }, `"/a//b/" is not a plain path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1270,5 +1274,15 @@ func TestParseBool(t *testing.T) {
 			}
 			check(t, "parseBool("+tt.text+")", got, tt.want)
 		})
+	}
+}
+
+func TestPrefixAccepted(t *testing.T) {
+	for _, p := range []string{"/", "/registry/", "/a/b-c/d_e/"} {
+		c := Default()
+		c.HTTP.Prefix = p
+		if err := c.Validate(); err != nil {
+			t.Errorf("prefix %q: %v", p, err)
+		}
 	}
 }

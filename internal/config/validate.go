@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,9 +43,16 @@ func (c *Config) validateHTTP(v *validator) {
 				"such as https://registry.example.com:5000", h.Host)
 		}
 	}
-	prefixOK := strings.HasPrefix(h.Prefix, "/") && strings.HasSuffix(h.Prefix, "/")
-	if h.Prefix != "" && !prefixOK {
-		v.invalid("http.prefix", "%q does not begin and end with /", h.Prefix)
+	if p := h.Prefix; p != "" {
+		// A request path is matched after decoding, so the prefix must be
+		// a plain, clean path: "%", "?", "#", "//", "." or ".." would
+		// never match.
+		switch {
+		case !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/"):
+			v.invalid("http.prefix", "%q does not begin and end with /", p)
+		case strings.ContainsAny(p, "%?#") || (p != "/" && path.Clean(p) != strings.TrimSuffix(p, "/")):
+			v.invalid("http.prefix", "%q is not a plain path such as /registry/", p)
+		}
 	}
 	if h.DrainTimeout < 0 {
 		v.invalid("http.draintimeout", "%s is negative", h.DrainTimeout)
