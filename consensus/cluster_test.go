@@ -366,8 +366,8 @@ func TestClusterAddAndRemoveServer(t *testing.T) {
 	}
 }
 
-// TestTransferLeadershipSkipsStoppedPeer stops a follower and asks the
-// leader to hand over: the live follower must take over at once.
+// TestTransferLeadershipSkipsStoppedPeer stops a follower and calls
+// TransferLeadership on the leader. The live follower must take over.
 func TestTransferLeadershipSkipsStoppedPeer(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -60,9 +60,9 @@ const (
 	leaderLeaseTimeout = 500 * time.Millisecond
 	snapshotsRetained  = 2
 	// snapshotInterval is how often Raft checks whether enough entries
-	// arrived for a snapshot. Raft's default of two minutes let the log
-	// grow by 400,000 entries between snapshots at 3,300 writes/s, and
-	// the log file never shrinks.
+	// arrived for a snapshot. With Raft's default of two minutes, the log
+	// can grow by about 400,000 entries between snapshots at 3,300
+	// writes/s, and bolt never shrinks the log file.
 	snapshotInterval = 30 * time.Second
 )
 
@@ -458,10 +458,10 @@ func (n *Node) lastStateEntry(index uint64) uint64 {
 }
 
 // CaughtUp reports whether this node has a leader and has applied every
-// entry the leader had committed when it was asked. A restarted node
-// learns the leader's commit index only from its first replicated
-// entries, so comparing with its own commit index would report it caught
-// up too early; a read index from the leader does not.
+// entry the leader had committed at the time of the call. It uses a read
+// index from the leader, because a restarted node learns the leader's
+// commit index only from its first replicated entries. Its own commit
+// index would report it caught up too early.
 func (n *Node) CaughtUp(ctx context.Context) bool {
 	return n.ReadBarrier(ctx) == nil
 }

@@ -154,14 +154,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	path := r.URL.Path
+	api := isAPIPath(path)
 	if s.prefix != "" {
 		// Only paths under the prefix reach the API.
-		if rest, ok := strings.CutPrefix(path, s.prefix); ok && (rest == "/v2" || strings.HasPrefix(rest, "/v2/")) {
+		rest, ok := strings.CutPrefix(path, s.prefix)
+		api = ok && isAPIPath(rest)
+		if api {
 			path = rest
 			r.URL.Path = rest
 			r.URL.RawPath = ""
-		} else if path == "/v2" || strings.HasPrefix(path, "/v2/") {
-			path = "/not-found"
 		}
 	}
 	if s.clientCert && path != "/healthz" && path != "/readyz" &&
@@ -180,7 +181,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, adminPrefix):
 		s.serveAdmin(w, r)
 		return
-	case path == "/v2" || strings.HasPrefix(path, "/v2/"):
+	case api:
 	default:
 		// Outside the API, as in registry:2: a plain 404 without an OCI
 		// error code, which would name a repository.
@@ -201,6 +202,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h(w, r); err != nil {
 		s.writeError(w, r, err)
 	}
+}
+
+// isAPIPath reports whether path is /v2 or below it.
+func isAPIPath(path string) bool {
+	return path == "/v2" || strings.HasPrefix(path, "/v2/")
 }
 
 // route picks the handler of an API request. Repository names contain

@@ -308,19 +308,17 @@ func startUsers(ctx context.Context, rn *consensus.Node, path string, logger *sl
 	}()
 	// Until the import is through, the starting handler responds 503, so
 	// a user is never refused for a password the node has not seen yet.
-	waited := time.NewTimer(usersWait)
-	defer waited.Stop()
-	for {
+	select {
+	case <-imported:
+	case <-ctx.Done():
+	case <-time.After(usersWait):
+		logger.Warn("still waiting for the htpasswd import: no raft leader yet", "waited", usersWait)
 		select {
 		case <-imported:
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-waited.C:
-			logger.Warn("still waiting for the htpasswd import: no raft leader yet", "waited", usersWait)
-			continue
 		}
-		break
 	}
+	// A stop wins over an import that finished at the same moment.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
